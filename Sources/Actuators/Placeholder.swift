@@ -1,0 +1,1 @@
+// Actuators: see DESIGN.md

@@ -1,0 +1,1 @@
+// RaftRuntime: see DESIGN.md

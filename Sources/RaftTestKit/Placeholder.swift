@@ -1,0 +1,1 @@
+// RaftTestKit: see DESIGN.md
