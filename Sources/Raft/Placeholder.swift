@@ -1,1 +1,0 @@
-// Raft: see DESIGN.md

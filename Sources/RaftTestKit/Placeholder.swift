@@ -1,1 +1,0 @@
-// RaftTestKit: see DESIGN.md

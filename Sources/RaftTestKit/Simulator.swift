@@ -1,0 +1,757 @@
+import Raft
+
+/// A deterministic multi-node Raft simulation: virtual time, a seeded network that loses,
+/// duplicates, delays and reorders messages, partitions, crashes that lose unpersisted
+/// writes, membership changes, leadership transfers, snapshots, client writes and
+/// linearizable reads. Everything random comes from one seed, so a failing run replays
+/// exactly. The safety checkers run after every event.
+public final class Simulator {
+    public let config: SimulationConfig
+    public private(set) var stats = SimulationStats()
+
+    private var rng: SplitMix64
+    private var now: UInt64 = 0
+    private var queue = EventQueue()
+    private var nodes: [NodeID: SimNode] = [:]
+    private var bootstrap: Membership
+    private var nextFreshID: NodeID
+    private var trace: [String] = []
+
+    // Network faults.
+    private var blocked: Set<Link> = []
+    private var lossPercent: UInt64 = 0
+    private var dupPercent: UInt64 = 0
+    private var maxDelay: UInt64 = 15
+    private var healing = false
+
+    // What the checkers know.
+    private var leaderOfTerm: [UInt64: NodeID] = [:]
+    private var committedTerm: [UInt64: UInt64] = [:]
+    private var maxCommitted: UInt64 = 0
+    private var entryIdentity: [IndexTerm: EntryIdentity] = [:]
+    private var appliedHash: [UInt64: UInt64] = [:]
+    private var writes: [UInt64: Write] = [:]
+    private var nextWriteID: UInt64 = 1
+    private var acks: [(time: UInt64, maxIndex: UInt64)] = []
+    private var readsDone: [(time: UInt64, maxIndex: UInt64)] = []
+    private var nextReadID: UInt64 = 1
+    private var compactEvery: UInt64
+    private var membershipProposals: [UInt64: (term: UInt64, proposer: NodeID, change: MembershipChange)] = [:]
+
+    public init(config: SimulationConfig) {
+        self.config = config
+        self.rng = SplitMix64(seed: config.seed)
+        let ids = (1...UInt64(config.nodes)).map { NodeID($0) }
+        self.bootstrap = Membership(voters: Set(ids))
+        self.nextFreshID = NodeID(config.nodes + 1)
+        self.compactEvery = 0
+        self.compactEvery = 8 + rand(40)
+        for id in ids { startNode(id, bootstrap: bootstrap, fresh: true) }
+    }
+
+    // MARK: - Running
+
+    /// Runs the whole scenario; throws the first invariant violation.
+    public func run() throws(SimulationFailure) -> SimulationStats {
+        schedule(at: 1, .chaos)
+        schedule(at: 1, .client)
+        let end = config.chaosMillis + config.healMillis
+        while let ev = queue.pop() {
+            if ev.time > end { break }
+            now = ev.time
+            if !healing && now >= config.chaosMillis { heal() }
+            stats.events += 1
+            try handle(ev.kind)
+            try checkInvariants()
+        }
+        now = end
+        try checkConvergence()
+        return stats
+    }
+
+    private func handle(_ kind: EventKind) throws(SimulationFailure) {
+        switch kind {
+        case .tick(let id, let inc):
+            guard let n = nodes[id], n.incarnation == inc, n.core != nil else { return }
+            try step(n, .tick)
+            schedule(at: now + config.tickMillis, .tick(id, inc))
+        case .deliver(let bytes, let to):
+            let m: Message
+            do { m = try RaftCodec.decodeMessage(bytes) } catch {
+                throw failure("codec could not decode a message it encoded: \(error)")
+            }
+            guard let n = nodes[to], n.core != nil, !blocked.contains(Link(from: m.from, to: m.to)) else {
+                stats.messagesDropped += 1
+                try reportSnapshot(m, delivered: false)
+                return
+            }
+            try step(n, .receive(m))
+            try reportSnapshot(m, delivered: true)
+        case .diskDone(let id, let inc):
+            guard let n = nodes[id], n.incarnation == inc, n.core != nil else { return }
+            try completeWrite(n)
+        case .restart(let id):
+            guard let n = nodes[id], n.core == nil else { return }
+            try restart(n)
+        case .chaos:
+            guard !healing else { return }
+            try chaos()
+            schedule(at: now + 50 + rand(250), .chaos)
+        case .client:
+            // Clients stop a while before the end so the final convergence check sees a
+            // quiet cluster rather than entries still in flight.
+            guard now + 1_000 < config.chaosMillis + config.healMillis else { return }
+            try client()
+            schedule(at: now + 2 + rand(8), .client)
+        case .snapshotLost(let from, let to):
+            guard let n = nodes[from], n.core != nil else { return }
+            try step(n, .snapshotReported(node: to, success: false))
+        case .healNetwork:
+            guard !healing else { return }
+            lossPercent = 0
+            dupPercent = 0
+            maxDelay = 15
+        }
+    }
+
+    // MARK: - Nodes
+
+    private func startNode(_ id: NodeID, bootstrap: Membership, fresh: Bool) {
+        let n = SimNode(id: id, bootstrap: bootstrap)
+        nodes[id] = n
+        do {
+            n.core = try RaftCore(config: coreConfig(id), bootstrap: bootstrap)
+        } catch {
+            n.core = nil
+        }
+        schedule(at: now + 1 + rand(config.tickMillis), .tick(id, n.incarnation))
+    }
+
+    private func coreConfig(_ id: NodeID) -> RaftConfig {
+        RaftConfig(
+            id: id, electionTicks: config.electionTicks, heartbeatTicks: 1, maxInflightMessages: 8,
+            maxMessageBytes: 256, randomSeed: rng.next(), testingMutations: config.mutations)
+    }
+
+    private func crash(_ n: SimNode) {
+        guard n.core != nil else { return }
+        stats.crashes += 1
+        stats.lostUnpersistedWrites += n.writeQueue.count
+        n.core = nil
+        n.writeQueue = []
+        n.diskBusy = false
+        n.pendingReads = [:]
+        n.readsWaitingApply = []
+        n.incarnation += 1
+        note("crash \(n.id)")
+    }
+
+    private func restart(_ n: SimNode) throws(SimulationFailure) {
+        let core: RaftCore
+        do {
+            core = try RaftCore(
+                config: coreConfig(n.id), bootstrap: n.bootstrap, restoring: n.durable,
+                applied: n.durable.snapshot?.metadata.index ?? 0)
+        } catch {
+            throw failure("node \(n.id) could not restart from its durable state: \(error)")
+        }
+        n.core = core
+        n.app = AppState()
+        if let s = n.durable.snapshot { try installApp(n, s) }
+        n.lastSeenCommit = core.commitIndex
+        note("restart \(n.id) term=\(core.term) last=\(core.lastIndex) commit=\(core.commitIndex)")
+        schedule(at: now + 1 + rand(config.tickMillis), .tick(n.id, n.incarnation))
+    }
+
+    // MARK: - Driving a core
+
+    private func step(_ n: SimNode, _ input: RaftInput) throws(SimulationFailure) {
+        guard var core = n.core else { return }
+        let result = core.step(input)
+        n.core = core
+        try carryOut(n, result.effects)
+        if case .propose(let batch) = input, case .accepted(let term, let first, _) = result.outcome {
+            for (k, data) in batch.enumerated() {
+                let wid = decodeWriteID(data)
+                writes[wid] = Write(node: n.id, term: term, index: first + UInt64(k), invokedAt: now)
+            }
+        }
+    }
+
+    private func carryOut(_ n: SimNode, _ effects: [RaftEffect]) throws(SimulationFailure) {
+        for effect in effects {
+            guard let core = n.core else { return }
+            switch effect {
+            case .persist(let req):
+                try checkLogMatching(n, req.entries)
+                n.writeQueue.append(PendingWrite(request: req))
+                if !n.diskBusy {
+                    n.diskBusy = true
+                    schedule(at: now + rand(4), .diskDone(n.id, n.incarnation))
+                }
+            case .send(let m, let afterPersist):
+                if afterPersist, !n.writeQueue.isEmpty {
+                    n.writeQueue[n.writeQueue.count - 1].held.append(m)
+                } else {
+                    try transmit(m)
+                }
+            case .apply(let entries):
+                for e in entries { try applyEntry(n, e) }
+            case .installSnapshot(let s):
+                stats.snapshotsInstalled += 1
+                try installApp(n, s)
+            case .readReady(let rs):
+                guard let read = n.pendingReads.removeValue(forKey: rs.requestID) else { break }
+                n.readsWaitingApply.append((read, rs.index))
+            case .readFailed(let rid, _):
+                if n.pendingReads.removeValue(forKey: rid) != nil { stats.readsFailed += 1 }
+            case .roleChanged(let role, let term, _):
+                if role == .leader {
+                    stats.elections += 1
+                    note("leader \(n.id) term=\(term) last=\(core.lastIndex) commit=\(core.commitIndex)")
+                    try checkLeaderCompleteness(n, core)
+                }
+            case .quorumAcknowledged:
+                break
+            case .membershipChanged(let m):
+                note("membership@\(n.id) voters=\(m.voters.sorted()) learners=\(m.learners.sorted())")
+            }
+        }
+        try serveWaitingReads(n)
+        try maybeCompact(n)
+    }
+
+    private func completeWrite(_ n: SimNode) throws(SimulationFailure) {
+        guard !n.writeQueue.isEmpty else {
+            n.diskBusy = false
+            return
+        }
+        let w = n.writeQueue.removeFirst()
+        let req = w.request
+        if let s = req.snapshot { n.durable.snapshot = s }
+        if let c = req.compactThrough { n.durable.entries.removeAll { $0.index <= c } }
+        if let t = req.truncateFrom { n.durable.entries.removeAll { $0.index >= t } }
+        if let first = req.entries.first {
+            let expected = (n.durable.entries.last?.index ?? n.durable.snapshot?.metadata.index ?? 0) + 1
+            guard first.index == expected else {
+                throw failure("node \(n.id) asked to persist entry \(first.index) after \(expected - 1): a hole in the log")
+            }
+            n.durable.entries.append(contentsOf: req.entries)
+        }
+        if let hs = req.hardState { n.durable.hardState = hs }
+        for m in w.held { try transmit(m) }
+        if let last = req.entries.last {
+            try step(n, .persisted(term: last.term, index: last.index))
+        }
+        if n.writeQueue.isEmpty {
+            n.diskBusy = false
+        } else {
+            schedule(at: now + rand(4), .diskDone(n.id, n.incarnation))
+        }
+    }
+
+    /// Like a streaming transport, the sender learns whether a snapshot arrived.
+    private func reportSnapshot(_ m: Message, delivered: Bool) throws(SimulationFailure) {
+        guard m.type == .snapshot, let sender = nodes[m.from], sender.core != nil else { return }
+        try step(sender, .snapshotReported(node: m.to, success: delivered))
+    }
+
+    private func transmit(_ m: Message) throws(SimulationFailure) {
+        stats.messagesSent += 1
+        if blocked.contains(Link(from: m.from, to: m.to)) || (lossPercent > 0 && rand(100) < lossPercent) {
+            stats.messagesDropped += 1
+            if m.type == .snapshot {
+                schedule(at: now + 1 + rand(maxDelay), .snapshotLost(m.from, m.to))
+            }
+            return
+        }
+        let bytes = RaftCodec.encode(m)
+        schedule(at: now + 1 + rand(maxDelay), .deliver(bytes, m.to))
+        if dupPercent > 0 && rand(100) < dupPercent {
+            stats.messagesDuplicated += 1
+            schedule(at: now + 1 + rand(maxDelay * 2), .deliver(bytes, m.to))
+        }
+    }
+
+    // MARK: - The application (a hash chain over applied entries)
+
+    private func applyEntry(_ n: SimNode, _ e: Entry) throws(SimulationFailure) {
+        guard e.index == n.app.index + 1 else {
+            throw failure("node \(n.id) applied entry \(e.index) right after \(n.app.index)")
+        }
+        n.app.index = e.index
+        n.app.hash = mix(n.app.hash, e.index, e.term, hashBytes(e.data))
+        stats.invariantChecks += 1
+        if let h = appliedHash[e.index] {
+            guard h == n.app.hash else {
+                throw failure("state machine safety: node \(n.id) applied a different history at index \(e.index)")
+            }
+        } else {
+            appliedHash[e.index] = n.app.hash
+        }
+        if let t = committedTerm[e.index], t != e.term {
+            throw failure("node \(n.id) applied entry \(e.index) of term \(e.term), committed was term \(t)")
+        }
+        committedTerm[e.index] = e.term
+        maxCommitted = max(maxCommitted, e.index)
+        if e.kind == .normal, e.data.count == 8 {
+            let wid = decodeWriteID(e.data)
+            if var w = writes[wid], w.node == n.id, w.index == e.index, w.term == e.term, w.ackedAt == nil {
+                w.ackedAt = now
+                writes[wid] = w
+                stats.writesAcked += 1
+                acks.append((now, max(acks.last?.maxIndex ?? 0, e.index)))
+            }
+        }
+        if e.kind == .membership, let p = membershipProposals.removeValue(forKey: e.index), p.term == e.term {
+            stats.membershipChanges += 1
+            if p.change == .remove(p.proposer) { stats.leaderRemovals += 1 }
+        }
+    }
+
+    private func installApp(_ n: SimNode, _ s: Snapshot) throws(SimulationFailure) {
+        guard s.data.count == 16 else { throw failure("node \(n.id) got a snapshot of \(s.data.count) bytes") }
+        var idx: UInt64 = 0
+        var h: UInt64 = 0
+        for k in 0..<8 { idx |= UInt64(s.data[k]) << (8 * UInt64(k)) }
+        for k in 0..<8 { h |= UInt64(s.data[8 + k]) << (8 * UInt64(k)) }
+        guard idx == s.metadata.index else { throw failure("snapshot data index \(idx) != metadata \(s.metadata.index)") }
+        if let known = appliedHash[idx], known != h {
+            throw failure("node \(n.id) installed a snapshot at \(idx) whose state differs from the applied history")
+        }
+        n.app = AppState(index: idx, hash: h)
+    }
+
+    private func maybeCompact(_ n: SimNode) throws(SimulationFailure) {
+        guard config.faults.snapshots, var core = n.core, n.app.index >= core.snapshotIndex + compactEvery else { return }
+        var data: [UInt8] = []
+        for k in 0..<8 { data.append(UInt8(truncatingIfNeeded: n.app.index >> (8 * UInt64(k)))) }
+        for k in 0..<8 { data.append(UInt8(truncatingIfNeeded: n.app.hash >> (8 * UInt64(k)))) }
+        let before = core.snapshotIndex
+        let r = core.step(.compact(index: n.app.index, data: data))
+        n.core = core
+        if core.snapshotIndex > before { stats.compactions += 1 }
+        try carryOut(n, r.effects)
+    }
+
+    // MARK: - Clients
+
+    private func client() throws(SimulationFailure) {
+        let running = nodes.values.filter { $0.core != nil }.sorted { $0.id < $1.id }
+        guard !running.isEmpty else { return }
+        let leader = running.filter { $0.core?.role == .leader }.max { ($0.core?.term ?? 0) < ($1.core?.term ?? 0) }
+        let target: SimNode
+        if let l = leader, rand(10) < 7 { target = l } else { target = running[Int(rand(UInt64(running.count)))] }
+        if rand(3) == 0 {
+            let rid = nextReadID
+            nextReadID += 1
+            target.pendingReads[rid] = PendingClientRead(id: rid, invokedAt: now)
+            try step(target, .readIndex(requestID: rid))
+        } else {
+            let wid = nextWriteID
+            nextWriteID += 1
+            var data: [UInt8] = []
+            for k in 0..<8 { data.append(UInt8(truncatingIfNeeded: wid >> (8 * UInt64(k)))) }
+            try step(target, .propose([data]))
+        }
+    }
+
+    private func serveWaitingReads(_ n: SimNode) throws(SimulationFailure) {
+        guard !n.readsWaitingApply.isEmpty else { return }
+        var still: [(PendingClientRead, UInt64)] = []
+        for (read, index) in n.readsWaitingApply {
+            guard n.app.index >= index else {
+                still.append((read, index))
+                continue
+            }
+            try checkRead(n, read, observed: n.app.index)
+        }
+        n.readsWaitingApply = still
+    }
+
+    /// Linearizability of a read: it must see every write acknowledged before it was
+    /// invoked, and everything that any read completed before its invocation saw.
+    private func checkRead(_ n: SimNode, _ read: PendingClientRead, observed: UInt64) throws(SimulationFailure) {
+        stats.readsServed += 1
+        stats.invariantChecks += 1
+        let mustSee = max(prefixMax(acks, before: read.invokedAt), prefixMax(readsDone, before: read.invokedAt))
+        guard observed >= mustSee else {
+            throw failure(
+                "linearizability: read \(read.id) at node \(n.id) (invoked t=\(read.invokedAt)) saw index \(observed), but index \(mustSee) was acknowledged before it started"
+            )
+        }
+        readsDone.append((now, max(readsDone.last?.maxIndex ?? 0, observed)))
+    }
+
+    private func prefixMax(_ list: [(time: UInt64, maxIndex: UInt64)], before t: UInt64) -> UInt64 {
+        var lo = 0
+        var hi = list.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if list[mid].time < t { lo = mid + 1 } else { hi = mid }
+        }
+        return lo == 0 ? 0 : list[lo - 1].maxIndex
+    }
+
+
+    // MARK: - Faults
+
+    private func chaos() throws(SimulationFailure) {
+        let f = config.faults
+        let running = nodes.values.filter { $0.core != nil }.sorted { $0.id < $1.id }
+        let leader = running.filter { $0.core?.role == .leader }.max { ($0.core?.term ?? 0) < ($1.core?.term ?? 0) }
+        switch rand(12) {
+        case 0...1 where f.partitions:
+            let ids = nodes.keys.sorted()
+            var side: Set<NodeID> = []
+            for id in ids where rand(2) == 0 { side.insert(id) }
+            blocked = []
+            for a in ids {
+                for b in ids where side.contains(a) != side.contains(b) { blocked.insert(Link(from: a, to: b)) }
+            }
+            stats.partitions += 1
+            note("partition \(side.sorted()) | rest")
+        case 2 where f.partitions:
+            if let l = leader {
+                blocked = []
+                for b in nodes.keys where b != l.id {
+                    blocked.insert(Link(from: l.id, to: b))
+                    blocked.insert(Link(from: b, to: l.id))
+                }
+                stats.partitions += 1
+                note("isolate leader \(l.id)")
+            }
+        case 3 where f.partitions:
+            let ids = nodes.keys.sorted()
+            let x = ids[Int(rand(UInt64(ids.count)))]
+            blocked = []
+            let outbound = rand(2) == 0
+            for b in ids where b != x {
+                blocked.insert(outbound ? Link(from: x, to: b) : Link(from: b, to: x))
+            }
+            stats.asymmetricPartitions += 1
+            note("asymmetric: \(x) \(outbound ? "cannot send" : "cannot hear")")
+        case 4...5:
+            blocked = []
+            note("heal partitions")
+        case 6 where f.messageLoss || f.duplication:
+            lossPercent = f.messageLoss ? rand(30) : 0
+            dupPercent = f.duplication ? rand(10) : 0
+            maxDelay = 5 + rand(60)
+            note("network loss=\(lossPercent)% dup=\(dupPercent)% delay<=\(maxDelay)")
+            schedule(at: now + 200 + rand(800), .healNetwork)
+        case 7 where f.crashes:
+            let down = running.count
+            guard down > 0 else { break }
+            let victim: SimNode
+            if let l = leader, rand(2) == 0 { victim = l } else { victim = running[Int(rand(UInt64(down)))] }
+            crash(victim)
+            schedule(at: now + 20 + rand(500), .restart(victim.id))
+        case 8 where f.crashes && rand(4) == 0:
+            for n in running where rand(2) == 0 {
+                crash(n)
+                schedule(at: now + 20 + rand(300), .restart(n.id))
+            }
+        case 9...10 where f.membershipChanges:
+            if let l = leader { try changeMembership(l) }
+        case 11 where f.leadershipTransfers:
+            if let l = leader, let core = l.core {
+                let others = core.membership.voters.filter { $0 != l.id }.sorted()
+                if !others.isEmpty {
+                    let target = others[Int(rand(UInt64(others.count)))]
+                    stats.transfers += 1
+                    note("transfer \(l.id) -> \(target)")
+                    try step(l, .transferLeadership(to: target))
+                }
+            }
+        default:
+            break
+        }
+    }
+
+    private func changeMembership(_ l: SimNode) throws(SimulationFailure) {
+        guard let core = l.core else { return }
+        let m = core.membership
+        let maxVoters = max(config.nodes + 2, 5)
+        let change: MembershipChange
+        if let learner = m.learners.sorted().first, m.voters.count < maxVoters {
+            change = .addVoter(learner)
+        } else if m.voters.count > config.nodes || (m.voters.count > 3 && rand(2) == 0) {
+            let voters = m.voters.sorted()
+            change = .remove(voters[Int(rand(UInt64(voters.count)))])
+        } else {
+            let id = nextFreshID
+            nextFreshID += 1
+            startNode(id, bootstrap: Membership(), fresh: true)
+            change = .addLearner(id)
+        }
+        note("propose \(change) at \(l.id)")
+        guard var c = l.core else { return }
+        let r = c.step(.proposeMembership(change))
+        l.core = c
+        if case .accepted(let term, let index, _) = r.outcome {
+            membershipProposals[index] = (term, l.id, change)
+        }
+        try carryOut(l, r.effects)
+    }
+
+    private func heal() {
+        healing = true
+        blocked = []
+        lossPercent = 0
+        dupPercent = 0
+        maxDelay = 15
+        note("heal everything")
+        for n in nodes.values.sorted(by: { $0.id < $1.id }) where n.core == nil {
+            schedule(at: now + 1, .restart(n.id))
+        }
+    }
+
+    // MARK: - Checkers
+
+    private func checkInvariants() throws(SimulationFailure) {
+        for n in nodes.values {
+            guard let core = n.core else { continue }
+            stats.invariantChecks += 1
+            if core.role == .leader {
+                if let other = leaderOfTerm[core.term], other != n.id {
+                    throw failure("election safety: nodes \(other) and \(n.id) both led term \(core.term)")
+                }
+                leaderOfTerm[core.term] = n.id
+            }
+            if core.commitIndex > n.lastSeenCommit {
+                var i = max(n.lastSeenCommit + 1, core.firstIndex)
+                while i <= core.commitIndex {
+                    if let t = core.term(at: i) {
+                        if let known = committedTerm[i], known != t {
+                            throw failure("node \(n.id) committed index \(i) with term \(t), but term \(known) was committed there")
+                        }
+                        committedTerm[i] = t
+                    }
+                    i += 1
+                }
+                maxCommitted = max(maxCommitted, core.commitIndex)
+                n.lastSeenCommit = core.commitIndex
+            }
+        }
+    }
+
+    /// Log matching: an (index, term) pair names one entry, and the entry before it.
+    private func checkLogMatching(_ n: SimNode, _ entries: [Entry]) throws(SimulationFailure) {
+        guard let core = n.core else { return }
+        for e in entries {
+            stats.invariantChecks += 1
+            let id = EntryIdentity(dataHash: hashBytes(e.data) ^ UInt64(e.kind.rawValue), previousTerm: core.term(at: e.index - 1))
+            let key = IndexTerm(index: e.index, term: e.term)
+            if let known = entryIdentity[key] {
+                if known.dataHash != id.dataHash {
+                    throw failure("log matching: two different entries at index \(e.index) term \(e.term) (node \(n.id))")
+                }
+                if let a = known.previousTerm, let b = id.previousTerm, a != b {
+                    throw failure("log matching: entries at \(e.index)/\(e.term) follow different terms \(a) and \(b) (node \(n.id))")
+                }
+            } else {
+                entryIdentity[key] = id
+            }
+        }
+    }
+
+    /// Leader completeness: a new leader's log holds every entry known to be committed.
+    private func checkLeaderCompleteness(_ n: SimNode, _ core: RaftCore) throws(SimulationFailure) {
+        guard maxCommitted > core.snapshotIndex else { return }
+        for i in (core.snapshotIndex + 1)...maxCommitted {
+            guard let t = committedTerm[i] else { continue }
+            stats.invariantChecks += 1
+            guard core.term(at: i) == t else {
+                throw failure("leader completeness: new leader \(n.id) (term \(core.term)) lacks committed entry \(i) of term \(t)")
+            }
+        }
+    }
+
+    /// Once faults heal, the cluster must elect a leader, and every member must apply every
+    /// committed entry, including every write that was acknowledged.
+    private func checkConvergence() throws(SimulationFailure) {
+        let running = nodes.values.filter { $0.core != nil }
+        guard let leader = running.filter({ $0.core?.role == .leader }).max(by: { ($0.core?.term ?? 0) < ($1.core?.term ?? 0) }),
+            let lc = leader.core
+        else {
+            throw failure("liveness: no leader \(config.healMillis) ms after all faults healed")
+        }
+        guard lc.term(at: lc.commitIndex) == lc.term else {
+            throw failure("liveness: leader \(leader.id) has not committed an entry of its term \(lc.term)")
+        }
+        for member in lc.membership.allMembers.sorted() {
+            guard let n = nodes[member], let c = n.core else {
+                throw failure("liveness: member \(member) is not running after healing")
+            }
+            guard c.commitIndex >= lc.commitIndex, n.app.index >= lc.commitIndex else {
+                throw failure(
+                    "liveness: member \(member) applied \(n.app.index) (commit \(c.commitIndex)), leader \(leader.id) committed \(lc.commitIndex)"
+                )
+            }
+        }
+        for (wid, w) in writes where w.ackedAt != nil {
+            stats.invariantChecks += 1
+            guard w.index <= lc.commitIndex, committedTerm[w.index] == w.term else {
+                throw failure("durability: acknowledged write \(wid) at \(w.index)/\(w.term) is not in the final log")
+            }
+        }
+    }
+
+    // MARK: - Utilities
+
+    private func rand(_ n: UInt64) -> UInt64 { n == 0 ? 0 : rng.next() % n }
+
+    private func schedule(at time: UInt64, _ kind: EventKind) {
+        queue.push(Event(time: time, kind: kind))
+    }
+
+    private func note(_ s: String) {
+        trace.append("t=\(now) \(s)")
+        if trace.count > 400 { trace.removeFirst(200) }
+    }
+
+    private func failure(_ what: String) -> SimulationFailure {
+        SimulationFailure(seed: config.seed, nodes: config.nodes, atMillis: now, violation: what, trace: trace)
+    }
+}
+
+// MARK: - Supporting types
+
+private struct Link: Hashable {
+    var from: NodeID
+    var to: NodeID
+}
+
+private struct IndexTerm: Hashable {
+    var index: UInt64
+    var term: UInt64
+}
+
+private struct EntryIdentity {
+    var dataHash: UInt64
+    var previousTerm: UInt64?
+}
+
+private struct Write {
+    var node: NodeID
+    var term: UInt64
+    var index: UInt64
+    var invokedAt: UInt64
+    var ackedAt: UInt64?
+}
+
+private struct PendingClientRead {
+    var id: UInt64
+    var invokedAt: UInt64
+}
+
+private struct PendingWrite {
+    var request: PersistRequest
+    var held: [Message] = []
+}
+
+private struct AppState {
+    var index: UInt64 = 0
+    var hash: UInt64 = 0
+}
+
+private final class SimNode {
+    let id: NodeID
+    let bootstrap: Membership
+    var incarnation = 0
+    var core: RaftCore?
+    var durable = PersistentState()
+    var writeQueue: [PendingWrite] = []
+    var diskBusy = false
+    var app = AppState()
+    var lastSeenCommit: UInt64 = 0
+    var pendingReads: [UInt64: PendingClientRead] = [:]
+    var readsWaitingApply: [(PendingClientRead, UInt64)] = []
+
+    init(id: NodeID, bootstrap: Membership) {
+        self.id = id
+        self.bootstrap = bootstrap
+    }
+}
+
+private enum EventKind {
+    case tick(NodeID, Int)
+    case deliver([UInt8], NodeID)
+    case diskDone(NodeID, Int)
+    case restart(NodeID)
+    case chaos
+    case client
+    case healNetwork
+    case snapshotLost(NodeID, NodeID)
+}
+
+private struct Event {
+    var time: UInt64
+    var seq: UInt64 = 0
+    var kind: EventKind
+}
+
+/// A binary min-heap ordered by (time, insertion order), so equal times stay deterministic.
+private struct EventQueue {
+    private var heap: [Event] = []
+    private var seq: UInt64 = 0
+
+    mutating func push(_ e: Event) {
+        var e = e
+        seq += 1
+        e.seq = seq
+        heap.append(e)
+        var i = heap.count - 1
+        while i > 0 {
+            let p = (i - 1) / 2
+            if less(heap[i], heap[p]) {
+                heap.swapAt(i, p)
+                i = p
+            } else {
+                break
+            }
+        }
+    }
+
+    mutating func pop() -> Event? {
+        guard !heap.isEmpty else { return nil }
+        heap.swapAt(0, heap.count - 1)
+        let top = heap.removeLast()
+        var i = 0
+        while true {
+            let l = 2 * i + 1
+            let r = l + 1
+            var m = i
+            if l < heap.count && less(heap[l], heap[m]) { m = l }
+            if r < heap.count && less(heap[r], heap[m]) { m = r }
+            if m == i { break }
+            heap.swapAt(i, m)
+            i = m
+        }
+        return top
+    }
+
+    private func less(_ a: Event, _ b: Event) -> Bool {
+        a.time < b.time || (a.time == b.time && a.seq < b.seq)
+    }
+}
+
+private func mix(_ h: UInt64, _ a: UInt64, _ b: UInt64, _ c: UInt64) -> UInt64 {
+    var x = h &* 0x100_0000_01B3 ^ a
+    x = (x ^ (x >> 29)) &* 0xBF58_476D_1CE4_E5B9 ^ b
+    x = (x ^ (x >> 32)) &* 0x94D0_49BB_1331_11EB ^ c
+    return x ^ (x >> 31)
+}
+
+private func hashBytes(_ bytes: [UInt8]) -> UInt64 {
+    var h: UInt64 = 0xCBF2_9CE4_8422_2325
+    for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+    return h
+}
+
+private func decodeWriteID(_ data: [UInt8]) -> UInt64 {
+    var v: UInt64 = 0
+    for (k, b) in data.prefix(8).enumerated() { v |= UInt64(b) << (8 * UInt64(k)) }
+    return v
+}

@@ -1,0 +1,156 @@
+import Raft
+import RaftTestKit
+import Testing
+
+@Suite struct ElectionTests {
+    @Test func aNodeThatTimesOutBecomesLeaderAndCommitsItsNoOp() {
+        let c = TestCluster(voters: [1, 2, 3])
+        c.elect(1)
+        #expect(c.core(1).role == .leader)
+        #expect(c.core(1).term == 1)
+        #expect(c.core(2).role == .follower && c.core(2).leader == 1)
+        #expect(c.core(3).leader == 1)
+        // The no-op of term 1 is committed and applied everywhere.
+        for id: NodeID in [1, 2, 3] {
+            c.tick(1)
+            c.stabilize()
+            #expect(c.core(id).commitIndex == 1)
+            #expect(c.applied[id]?.map(\.index) == [1])
+            #expect(c.applied[id]?.first?.data == [])
+        }
+    }
+
+    @Test func electionTimeoutIsRandomizedWithinTTo2T() throws {
+        // Over many seeds the first campaign happens at a tick in [T, 2T).
+        var seen = Set<Int>()
+        for seed in 1...200 as ClosedRange<UInt64> {
+            var core = try RaftCore(config: RaftConfig(id: 1, electionTicks: 10, randomSeed: seed), bootstrap: Membership(voters: [1, 2, 3]))
+            for t in 1...30 {
+                let r = core.step(.tick)
+                if r.effects.contains(where: { if case .send(let m, _) = $0 { return m.type == .preVote }; return false }) {
+                    seen.insert(t)
+                    break
+                }
+            }
+        }
+        #expect(seen.min() ?? 0 >= 10)
+        #expect(seen.max() ?? 99 < 20)
+        #expect(seen.count > 5)
+    }
+
+    @Test func preVoteKeepsAnIsolatedNodeFromInflatingTerms() {
+        let c = TestCluster(voters: [1, 2, 3])
+        c.elect(1)
+        c.isolate(3)
+        for _ in 0..<20 {
+            c.tick(3, times: 25)
+            c.tick(1, times: 1)
+            c.stabilize()
+        }
+        #expect(c.core(3).term == 1, "pre-vote failed, so the real term never moved")
+        #expect(c.core(3).role == .preCandidate || c.core(3).role == .follower)
+        c.heal()
+        c.tickAll(times: 2)
+        c.stabilize()
+        #expect(c.core(1).role == .leader && c.core(1).term == 1, "rejoining did not disrupt the leader")
+        #expect(c.core(3).leader == 1)
+    }
+
+    @Test func checkQuorumMakesAnIsolatedLeaderStepDown() {
+        let c = TestCluster(voters: [1, 2, 3])
+        c.elect(1)
+        c.isolate(1)
+        c.tick(1, times: 2 * c.electionTicks + 1)
+        #expect(c.core(1).role == .follower)
+        #expect(c.core(1).leader == 0)
+    }
+
+    @Test func aFollowerThatHeardFromTheLeaderGrantsNoVote() {
+        let c = TestCluster(voters: [1, 2, 3])
+        c.elect(1)
+        c.tick(1)
+        c.stabilize()
+        // Node 3 asks for a vote at a higher term while node 2 still hears the leader.
+        let request = Message(type: .vote, from: 3, to: 2, term: 5, logTerm: 1, index: 1)
+        let r = c.step(2, .receive(request))
+        #expect(c.core(2).term == 1, "the request was ignored, term unchanged")
+        #expect(!r.effects.contains { if case .send(let m, _) = $0 { return m.type == .voteResponse && !m.reject }; return false })
+        let pre = Message(type: .preVote, from: 3, to: 2, term: 2, logTerm: 1, index: 1)
+        let r2 = c.step(2, .receive(pre))
+        #expect(!r2.effects.contains { if case .send(let m, _) = $0 { return m.type == .preVoteResponse && !m.reject }; return false })
+    }
+
+    @Test func aCandidateWithAShorterLogLosesTheElection() {
+        let c = TestCluster(voters: [1, 2, 3])
+        c.elect(1)
+        c.step(1, .propose([[7]]))
+        c.cut = [[1, 3]]  // node 3 misses the entry
+        c.stabilize()
+        c.heal()
+        c.crash(1)
+        // Node 3 campaigns first but node 2 has a longer log and refuses.
+        c.tick(3, times: 2 * c.electionTicks)
+        c.stabilize()
+        #expect(c.core(3).role != .leader)
+        c.elect(2)
+        #expect(c.core(2).role == .leader)
+    }
+
+    @Test func voteGrantsAreSentOnlyAfterThePersistedVote() {
+        let c = TestCluster(voters: [1, 2, 3])
+        c.tick(1, times: 2 * c.electionTicks)
+        c.stabilize()
+        let effects = c.effectLog[2] ?? []
+        guard let grant = effects.firstIndex(where: { if case .send(let m, _) = $0 { return m.type == .voteResponse && !m.reject }; return false }) else {
+            Issue.record("no vote granted")
+            return
+        }
+        guard case .send(_, let afterPersist) = effects[grant] else { return }
+        #expect(afterPersist)
+        let persistBefore = effects[..<grant].contains {
+            if case .persist(let p) = $0 { return p.hardState?.vote == 1 && p.hardState?.term == 1 }
+            return false
+        }
+        #expect(persistBefore, "the vote is in a persist effect before the grant")
+    }
+
+    @Test func restartRestoresTermVoteAndLog() throws {
+        let c = TestCluster(voters: [1, 2, 3])
+        c.elect(1)
+        c.step(1, .propose([[1], [2]]))
+        c.stabilize()
+        let before = c.core(2)
+        c.crash(2)
+        c.restart(2)
+        let after = c.core(2)
+        #expect(after.term == before.term)
+        #expect(after.hardState.vote == before.hardState.vote)
+        #expect(after.lastIndex == before.lastIndex)
+        #expect(after.entry(at: 3)?.data == [2])
+    }
+
+    @Test func corruptPersistedStateIsRefusedNotTrusted() {
+        let gap = PersistentState(entries: [Entry(term: 1, index: 1), Entry(term: 1, index: 3)])
+        #expect(throws: RaftStateError.self) {
+            _ = try RaftCore(config: RaftConfig(id: 1, randomSeed: 1), bootstrap: Membership(voters: [1]), restoring: gap)
+        }
+        let commitBeyond = PersistentState(hardState: HardState(term: 1, vote: 1, commit: 5), entries: [Entry(term: 1, index: 1)])
+        #expect(throws: RaftStateError.self) {
+            _ = try RaftCore(config: RaftConfig(id: 1, randomSeed: 1), bootstrap: Membership(voters: [1]), restoring: commitBeyond)
+        }
+        let decreasing = PersistentState(entries: [Entry(term: 2, index: 1), Entry(term: 1, index: 2)])
+        #expect(throws: RaftStateError.self) {
+            _ = try RaftCore(config: RaftConfig(id: 1, randomSeed: 1), bootstrap: Membership(voters: [1]), restoring: decreasing)
+        }
+    }
+
+    @Test func singleNodeClusterElectsItselfAndCommits() {
+        let c = TestCluster(voters: [1])
+        c.elect(1)
+        #expect(c.core(1).role == .leader)
+        let r = c.step(1, .propose([[9]]))
+        #expect(r.outcome == .accepted(term: 1, firstIndex: 2, lastIndex: 2))
+        #expect(c.core(1).commitIndex == 2)
+        #expect(c.applied[1]?.last?.data == [9])
+    }
+}
