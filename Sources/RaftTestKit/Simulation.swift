@@ -36,6 +36,10 @@ public struct SimulationConfig: Sendable {
     public var mutations: Set<TestingMutation>
     public var electionTicks: Int = 10
     public var tickMillis: UInt64 = 10
+    /// Time between two fault actions (uniform in this range).
+    public var chaosEveryMillis: ClosedRange<UInt64> = 50...300
+    /// Byte limit for one append; 1 sends one entry per message.
+    public var maxMessageBytes = 256
 
     public init(
         seed: UInt64, nodes: Int = 3, chaosMillis: UInt64 = 4_000, healMillis: UInt64 = 4_000,

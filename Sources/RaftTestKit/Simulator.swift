@@ -96,7 +96,8 @@ public final class Simulator {
         case .chaos:
             guard !healing else { return }
             try chaos()
-            schedule(at: now + 50 + rand(250), .chaos)
+            let every = config.chaosEveryMillis
+            schedule(at: now + every.lowerBound + rand(every.upperBound - every.lowerBound + 1), .chaos)
         case .client:
             // Clients stop a while before the end so the final convergence check sees a
             // quiet cluster rather than entries still in flight.
@@ -130,7 +131,7 @@ public final class Simulator {
     private func coreConfig(_ id: NodeID) -> RaftConfig {
         RaftConfig(
             id: id, electionTicks: config.electionTicks, heartbeatTicks: 1, maxInflightMessages: 8,
-            maxMessageBytes: 256, randomSeed: rng.next(), testingMutations: config.mutations)
+            maxMessageBytes: config.maxMessageBytes, randomSeed: rng.next(), testingMutations: config.mutations)
     }
 
     private func crash(_ n: SimNode) {
