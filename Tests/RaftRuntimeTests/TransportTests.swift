@@ -281,6 +281,35 @@ struct TransportTests {
         await b.shutdown()
     }
 
+    @Test func newerConnectionFromSameMemberSupersedesOlder() async throws {
+        let pki = try TestPKI()
+        let server = try makeTransport(id: 1, pki: pki)
+        let inbox = Inbox(server)
+        try await server.start()
+        let old = try await RawClient.connect(to: try address(of: server), tls: try pki.member(2))
+        try await old.write(RawClient.hello(memberID: 2))
+        try await eventually("first connection accepted") { old.wasAccepted }
+        let new = try await RawClient.connect(to: try address(of: server), tls: try pki.member(2))
+        try await new.write(RawClient.hello(memberID: 2))
+        try await eventually("second connection accepted") { new.wasAccepted }
+        try await eventually("stale connection closed") { old.isClosed }
+        try await new.write(RawClient.encode(.message, Array("via new".utf8)))
+        try await eventually("message over the newer connection") { inbox.messages.count == 1 }
+        #expect(!new.isClosed)
+        await new.close()
+        await server.shutdown()
+    }
+
+    @Test func runsAsAService() async throws {
+        let pki = try TestPKI()
+        let transport = try makeTransport(id: 1, pki: pki)
+        let task = Task { try await transport.run() }
+        try await eventually("listening") { transport.listeningPort != nil }
+        task.cancel()
+        try await task.value
+        #expect(transport.send(to: 2, [1]) == .droppedNotRunning)
+    }
+
     @Test func addressParsing() {
         #expect(PeerAddress("127.0.0.1:7000") == PeerAddress(host: "127.0.0.1", port: 7000))
         #expect(PeerAddress("[::1]:7000") == PeerAddress(host: "::1", port: 7000))

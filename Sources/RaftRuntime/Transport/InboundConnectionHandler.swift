@@ -127,6 +127,10 @@ final class InboundConnectionHandler: ChannelInboundHandler {
         logger[metadataKey: "peer"] = "\(certifiedID)"
         logger.info("accepted inbound peer connection")
         context.counters.inboundAccepted()
+        if let superseded = context.registerInbound(channelContext.channel, memberID: certifiedID) {
+            logger.info("closing superseded inbound connection from the same member")
+            superseded.close(promise: nil)
+        }
         channelContext.writeAndFlush(
             wrapOutboundOut(Frame(kind: .helloAccepted, payload: channelContext.channel.allocator.buffer(capacity: 0))),
             promise: nil
@@ -191,8 +195,9 @@ final class InboundConnectionHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context channelContext: ChannelHandlerContext) {
-        if case .authenticated = state {
+        if case .authenticated(let memberID) = state {
             logger.info("inbound peer connection closed")
+            context.unregisterInbound(channelContext.channel, memberID: memberID)
         }
         state = .closed
         reassembly = nil
@@ -212,6 +217,9 @@ final class InboundConnectionHandler: ChannelInboundHandler {
     }
 
     private func close(_ channelContext: ChannelHandlerContext) {
+        if case .authenticated(let memberID) = state {
+            context.unregisterInbound(channelContext.channel, memberID: memberID)
+        }
         state = .closed
         reassembly = nil
         deadline?.cancel()

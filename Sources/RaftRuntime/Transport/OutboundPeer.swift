@@ -36,6 +36,22 @@ final class TransportContext: Sendable {
         self.inbound = inbound
     }
 
+    /// The authenticated inbound connection of each member. A member keeps exactly one
+    /// outbound connection to us, so when it authenticates a new one, any older one is a
+    /// half-open leftover (e.g. from a partition) and is closed instead of holding a slot
+    /// until TCP keepalive notices.
+    private let authenticatedInbound = NIOLockedValueBox<[UInt64: any Channel]>([:])
+
+    func registerInbound(_ channel: any Channel, memberID: UInt64) -> (any Channel)? {
+        authenticatedInbound.withLockedValue { $0.updateValue(channel, forKey: memberID) }
+    }
+
+    func unregisterInbound(_ channel: any Channel, memberID: UInt64) {
+        authenticatedInbound.withLockedValue { table in
+            if let current = table[memberID], current === channel { table[memberID] = nil }
+        }
+    }
+
     func deliver(_ message: InboundMessage) {
         counters.messageReceived()
         if case .dropped = inbound.yield(message) {
@@ -192,6 +208,7 @@ final class OutboundPeer: @unchecked Sendable {
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(context.limits.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.socketOption(.so_keepalive), value: 1)
             .channelOption(
                 .writeBufferWaterMark,
                 value: .init(low: context.limits.chunkSize, high: 2 * context.limits.chunkSize)

@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
+import ServiceLifecycle
 
 /// Carries opaque messages between cluster members over mutual TLS.
 ///
@@ -115,6 +116,7 @@ public final class PeerTransport: Sendable {
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.socketOption(.so_keepalive), value: 1)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     guard self.admit(channel) else {
@@ -262,5 +264,16 @@ public final class PeerTransport: Sendable {
         for channel in inboundChannels { try? await channel.close() }
         context.inbound.finish()
         logger.info("peer transport stopped")
+    }
+}
+
+/// Runs inside the process's `ServiceGroup`: listens until graceful shutdown (SIGTERM), then
+/// closes every connection.
+extension PeerTransport: Service {
+    public func run() async throws {
+        try await start()
+        // Cancellation and graceful shutdown both end the wait; either way we close down.
+        try? await gracefulShutdown()
+        await shutdown()
     }
 }

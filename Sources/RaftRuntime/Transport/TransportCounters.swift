@@ -17,6 +17,7 @@ public struct PeerTransportStatistics: Equatable, Sendable {
     /// Dropped because the consumer of `inbound` fell behind.
     public var droppedInbound = 0
     public var connectionErrors = 0
+    /// Dial attempts after the first one to a peer (each retry counts).
     public var reconnects = 0
     public var outboundConnectionsEstablished = 0
     public var inboundConnectionsAccepted = 0
