@@ -3,17 +3,18 @@ import Foundation
 import RaftRuntime
 
 private let layoutHelp = """
-    Files in --dir (PEM; keys are written 0600 and never overwritten without --force):
-      ca.pem                 cluster CA certificate, the only trust root of the peer transport
-      ca-key.pem             cluster CA private key (keep it off the replicas if you can)
-      member-<id>.pem        replica certificate: serverAuth+clientAuth,
-                             SAN URI switchman://member/<id>, CN member-<id>, plus --host SANs
+    Files in --dir (PEM; keys are 0600; nothing is overwritten without --force):
+      ca.pem                 cluster CA, the transport's only trust root
+      ca-key.pem             CA private key (keep it off the replicas)
+      member-<id>.pem        replica: serverAuth+clientAuth, CN member-<id>,
+                             SAN URI switchman://member/<id> + --host SANs
       member-<id>-key.pem    its private key
-      client-<name>.pem      operator certificate: clientAuth only, SAN URI switchman://client/<name>;
-                             it can reach admin endpoints but never act as a replica
+      client-<name>.pem      operator: clientAuth only,
+                             SAN URI switchman://client/<name>;
+                             never accepted as a replica
       client-<name>-key.pem  its private key
-    Peers are identified by the member id in the certificate, not by host name; --host values
-    are added as DNS or IP SANs for tools that check them. See docs/TLS.md.
+    Replicas are identified by the member id in the certificate, not by
+    host name; --host values become DNS/IP SANs. See docs/TLS.md.
     """
 
 struct Certs: ParsableCommand {
@@ -21,11 +22,13 @@ struct Certs: ParsableCommand {
         commandName: "certs",
         abstract: "Create the cluster CA and the certificates replicas and operators use for mutual TLS.",
         discussion: """
-            Typical local cluster:
-              switchman certs bootstrap --dir ./certs --members 1,2,3 --host 127.0.0.1 --host localhost
+            Local cluster in one go:
+              switchman certs bootstrap --dir ./certs --members 1,2,3 \\
+                --host 127.0.0.1 --host localhost
             Step by step:
               switchman certs init   --dir ./certs --cluster prod
-              switchman certs member --dir ./certs --id 1 --host 10.0.1.10 --host node1.internal
+              switchman certs member --dir ./certs --id 1 \\
+                --host 10.0.1.10 --host node1.internal
               switchman certs client --dir ./certs --name operator
 
             \(layoutHelp)
@@ -121,8 +124,9 @@ extension Certs {
             commandName: "bootstrap",
             abstract: "Create the CA (unless present), member certificates and an operator certificate in one go.",
             discussion: """
-                Reuses an existing CA in --dir; with --force it creates a new CA and replaces every file.
-                Nothing is written when any member or client file already exists (without --force).
+                Reuses an existing CA in --dir; --force creates a new CA and
+                replaces every file. Without --force nothing is written when
+                any member or client file already exists.
 
                 \(layoutHelp)
                 """

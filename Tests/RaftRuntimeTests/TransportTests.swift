@@ -300,6 +300,28 @@ struct TransportTests {
         await server.shutdown()
     }
 
+    @Test func peerAddressChangeRedials() async throws {
+        let pki = try TestPKI()
+        let placeholder = try makeTransport(id: 2, pki: pki)
+        try await placeholder.start()
+        let stale = try address(of: placeholder)
+        await placeholder.shutdown()
+
+        let a = try makeTransport(id: 1, pki: pki)
+        let b = try makeTransport(id: 2, pki: pki)
+        let inbox = Inbox(b)
+        try await a.start()
+        try await b.start()
+        a.setPeers([2: stale])
+        a.send(to: 2, Array("queued while misaddressed".utf8))
+        try await eventually("dialling the stale address fails") { a.statistics.connectionErrors >= 1 }
+        a.addPeer(2, address: try address(of: b))
+        try await eventually("delivered at the new address") { inbox.messages.count == 1 }
+        #expect(inbox.messages[0].payload == Array("queued while misaddressed".utf8))
+        await a.shutdown()
+        await b.shutdown()
+    }
+
     @Test func runsAsAService() async throws {
         let pki = try TestPKI()
         let transport = try makeTransport(id: 1, pki: pki)
