@@ -332,6 +332,41 @@ struct TransportTests {
         #expect(transport.send(to: 2, [1]) == .droppedNotRunning)
     }
 
+    @Test func queueByteBoundStillAdmitsOneLargeMessage() async throws {
+        let pki = try TestPKI()
+        var limits = fastLimits()
+        limits.sendQueueBytes = 100
+        // Never started, so nothing drains the queue.
+        let a = try makeTransport(id: 1, pki: pki, limits: limits)
+        a.setPeers([2: PeerAddress(host: "127.0.0.1", port: 9)])
+        #expect(a.send(to: 2, [UInt8](repeating: 0, count: 500)) == .enqueued, "empty queue takes a big message")
+        #expect(a.send(to: 2, [1]) == .droppedQueueFull)
+        await a.shutdown()
+
+        let b = try makeTransport(id: 1, pki: pki, limits: limits)
+        b.setPeers([2: PeerAddress(host: "127.0.0.1", port: 9)])
+        #expect(b.send(to: 2, [UInt8](repeating: 0, count: 60)) == .enqueued)
+        #expect(b.send(to: 2, [UInt8](repeating: 0, count: 60)) == .droppedQueueFull)
+        #expect(b.send(to: 2, [UInt8](repeating: 0, count: 40)) == .enqueued)
+        #expect(b.queuedMessages(for: 2) == 2)
+        await b.shutdown()
+    }
+
+    @Test func silentConnectionsAreClosedAfterHandshakeTimeout() async throws {
+        let pki = try TestPKI()
+        var limits = fastLimits()
+        limits.handshakeTimeout = .milliseconds(200)
+        let server = try makeTransport(id: 1, pki: pki, limits: limits)
+        try await server.start()
+        // Plain TCP that never speaks, and a TLS member that never says hello.
+        let silentTCP = try await RawClient.connect(to: try address(of: server), tls: nil)
+        let silentTLS = try await RawClient.connect(to: try address(of: server), tls: try pki.member(2))
+        try await eventually("silent connections closed") { silentTCP.isClosed && silentTLS.isClosed }
+        #expect(!silentTLS.wasAccepted)
+        #expect(server.statistics.rejectedHandshakes == 2)
+        await server.shutdown()
+    }
+
     @Test func addressParsing() {
         #expect(PeerAddress("127.0.0.1:7000") == PeerAddress(host: "127.0.0.1", port: 7000))
         #expect(PeerAddress("[::1]:7000") == PeerAddress(host: "::1", port: 7000))
