@@ -1,1 +1,0 @@
-// RaftRuntime: see DESIGN.md
