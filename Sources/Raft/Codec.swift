@@ -85,6 +85,25 @@ public enum RaftCodec {
         return m
     }
 
+    /// The payload of a membership entry: the resulting membership, then an opaque context
+    /// from the application (for example the new member's address), which may be absent.
+    public static func encodeMembershipEntry(_ membership: Membership, context: [UInt8]) -> [UInt8] {
+        var w = ByteWriter()
+        w.byte(version)
+        w.membership(membership)
+        if !context.isEmpty { w.blob(context) }
+        return w.bytes
+    }
+
+    public static func decodeMembershipEntry(_ bytes: [UInt8]) throws(CodecError) -> (Membership, context: [UInt8]) {
+        var r = ByteReader(bytes)
+        try r.expectVersion()
+        let m = try r.membership()
+        let context = r.remaining > 0 ? try r.blob("membership context") : []
+        try r.expectEnd()
+        return (m, context)
+    }
+
     public static func encode(_ metadata: SnapshotMetadata) -> [UInt8] {
         var w = ByteWriter()
         w.byte(version)

@@ -181,7 +181,7 @@ public struct RaftCore: Sendable {
     private static func latestMembership(in entries: [Entry]) throws(RaftStateError) -> (Membership, UInt64)? {
         for e in entries.reversed() where e.kind == .membership {
             do {
-                return (try RaftCodec.decodeMembership(e.data), e.index)
+                return (try RaftCodec.decodeMembershipEntry(e.data).0, e.index)
             } catch {
                 throw .badMembershipEntry(index: e.index, error)
             }
@@ -200,8 +200,8 @@ public struct RaftCore: Sendable {
             receive(m)
         case .propose(let batch):
             outcome = propose(batch)
-        case .proposeMembership(let change):
-            outcome = proposeMembership(change)
+        case .proposeMembership(let change, let context):
+            outcome = proposeMembership(change, context: context)
         case .readIndex(let requestID):
             readIndex(requestID: requestID, from: id)
         case .transferLeadership(let target):
@@ -693,7 +693,7 @@ public struct RaftCore: Sendable {
         log.append(new)
         pendingPersist.entries.append(contentsOf: new)
         for e in new where e.kind == .membership {
-            if let m = try? RaftCodec.decodeMembership(e.data) { setMembership(m, index: e.index) }
+            if let (m, _) = try? RaftCodec.decodeMembershipEntry(e.data) { setMembership(m, index: e.index) }
         }
     }
 
@@ -743,7 +743,7 @@ public struct RaftCore: Sendable {
         return .accepted(term: term, firstIndex: first, lastIndex: log.lastIndex)
     }
 
-    private mutating func proposeMembership(_ change: MembershipChange) -> StepOutcome {
+    private mutating func proposeMembership(_ change: MembershipChange, context: [UInt8]) -> StepOutcome {
         guard role == .leader else { return .rejected(.notLeader(leader: leader)) }
         guard leadTransferee == 0 else { return .rejected(.transferInProgress) }
         // Single-server changes are safe only one at a time, and only once the leader has
@@ -769,7 +769,7 @@ public struct RaftCore: Sendable {
         }
         guard !next.voters.isEmpty else { return .rejected(.invalidMembershipChange("the cluster would have no voters")) }
         let index = log.lastIndex + 1
-        appendAsLeader([Entry(term: term, index: 0, kind: .membership, data: RaftCodec.encode(next))])
+        appendAsLeader([Entry(term: term, index: 0, kind: .membership, data: RaftCodec.encodeMembershipEntry(next, context: context))])
         broadcastAppend()
         return .accepted(term: term, firstIndex: index, lastIndex: index)
     }
@@ -895,7 +895,7 @@ public struct RaftCore: Sendable {
     private func membershipAt(_ index: UInt64) -> Membership {
         var i = min(index, log.lastIndex)
         while i > log.snapshotIndex {
-            if let e = log.entry(at: i), e.kind == .membership, let m = try? RaftCodec.decodeMembership(e.data) {
+            if let e = log.entry(at: i), e.kind == .membership, let (m, _) = try? RaftCodec.decodeMembershipEntry(e.data) {
                 return m
             }
             i -= 1

@@ -241,7 +241,8 @@ public enum RaftInput: Sendable, Hashable {
     case receive(Message)
     /// Append application data (one entry per element: proposals batched into one write).
     case propose([[UInt8]])
-    case proposeMembership(MembershipChange)
+    /// `context` is stored in the entry for the application (e.g. the new member's address).
+    case proposeMembership(MembershipChange, context: [UInt8] = [])
     case readIndex(requestID: UInt64)
     case transferLeadership(to: NodeID)
     /// Storage made durable everything up to (term, index) of the log.
