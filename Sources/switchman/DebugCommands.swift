@@ -58,7 +58,7 @@ extension Debug {
                     store: store, entriesPerBatch: perBatch, entryBytes: 256, batches: batches)
                 print(
                     String(
-                        format: "%2d x 256 B per batch: %d batches in %.2f s = %.0f batches/s, %.0f fsyncs/s (commits), %.0f entries/s",
+                        format: "%2d x 256 B per batch: %d batches in %.2f s = %.0f batches/s = %.0f durable commits/s, %.0f entries/s",
                         perBatch, r.batches, r.seconds, r.batchesPerSecond, r.fsyncsPerSecond, r.entriesPerSecond))
             }
             store.close()

@@ -46,7 +46,8 @@ public enum LMDBStoreDebugTools {
         public var batches: Int
         public var seconds: Double
         public var batchesPerSecond: Double { Double(batches) / seconds }
-        /// One commit, hence one fsync of data and one of the meta page, per batch.
+        /// One commit per batch; on Linux each commit is one fdatasync of the data pages and
+        /// one O_DSYNC write of the meta page.
         public var fsyncsPerSecond: Double { batchesPerSecond }
         public var entriesPerSecond: Double { batchesPerSecond * Double(entriesPerBatch) }
     }
