@@ -128,7 +128,9 @@ struct LMDBLogStoreTests {
         let dir = try ScratchDirectory("lmdb-twice")
         defer { dir.remove() }
         let store = try openStore(dir.path)
-        #expect(throws: LMDBStoreError.self) { try openStore(dir.path + "/.") }
+        #expect(throws: LMDBStoreError.alreadyOpen(path: store.path)) { try openStore(dir.path + "/.") }
+        // The failed attempt must not have released the first one's claim.
+        #expect(throws: LMDBStoreError.alreadyOpen(path: store.path)) { try openStore(dir.path) }
         store.close()
         let again = try openStore(dir.path)
         again.close()

@@ -87,7 +87,11 @@ public final class LMDBLogStore: RaftStorage, @unchecked Sendable {
     }
 
     deinit {
-        if let env { mdb_env_close(env) }
+        // Only an instance that still holds the environment owns the path's registration: a
+        // closed one, or one whose open failed (possibly because another instance holds the
+        // path), must not release it.
+        guard let env else { return }
+        mdb_env_close(env)
         _ = Self.openPaths.withLockedValue { $0.remove(path) }
     }
 
