@@ -22,13 +22,13 @@ struct LMDBLogStoreTests {
             for r in requests {
                 try store.persist(r)
                 try reference.persist(r)
-                #expect(try store.load() == reference.load(), sourceLocation: sourceLocation)
+                #expect(firstDifference(try store.load(), try reference.load()) == nil, sourceLocation: sourceLocation)
             }
             store.close()
         }
         let reopened = try openStore(dir.path)
         defer { reopened.close() }
-        #expect(try reopened.load() == reference.load(), sourceLocation: sourceLocation)
+        #expect(firstDifference(try reopened.load(), try reference.load()) == nil, sourceLocation: sourceLocation)
     }
 
     @Test func emptyStoreLoadsEmptyState() throws {
@@ -110,16 +110,15 @@ struct LMDBLogStoreTests {
                 reopens += 1
             }
             if step % 10 == 0 || Int.random(in: 0..<5, using: &rng) == 0 {
-                let loaded = try store.load()
-                let expected = try reference.load()
-                #expect(loaded == expected, "seed \(seed) step \(step)")
-                if loaded != expected { break }
+                let difference = firstDifference(try store.load(), try reference.load())
+                #expect(difference == nil, "seed \(seed) step \(step)")
+                if difference != nil { return }
             }
         }
-        #expect(try store.load() == reference.load())
+        #expect(firstDifference(try store.load(), try reference.load()) == nil)
         store.close()
         let final = try openStore(dir.path)
-        #expect(try final.load() == reference.load())
+        #expect(firstDifference(try final.load(), try reference.load()) == nil)
         final.close()
         #expect(reopens > 0)
     }
@@ -267,10 +266,10 @@ struct LMDBLogStoreTests {
             next += 16
         }
         #expect(store.currentMapSize > initial)
-        #expect(try store.load() == reference.load())
+        #expect(firstDifference(try store.load(), try reference.load()) == nil)
         store.close()
         let reopened = try openStore(dir.path, config)
-        #expect(try reopened.load() == reference.load())
+        #expect(firstDifference(try reopened.load(), try reference.load()) == nil)
         reopened.close()
     }
 
@@ -308,10 +307,10 @@ struct LMDBLogStoreTests {
             try store.persist(PersistRequest(hardState: HardState(term: 2, vote: 0, commit: 0)))
         }
         // Reads still see the last successful write.
-        #expect(try store.load() == reference.load())
+        #expect(firstDifference(try store.load(), try reference.load()) == nil)
         store.close()
         let reopened = try openStore(dir.path, config)
-        #expect(try reopened.load() == reference.load())
+        #expect(firstDifference(try reopened.load(), try reference.load()) == nil)
         reopened.close()
     }
 }

@@ -112,3 +112,22 @@ struct RequestGenerator {
         return r
     }
 }
+
+/// A short account of the first difference between two states (nil when equal), so that a
+/// failing comparison does not dump kilobytes of entry bytes.
+func firstDifference(_ actual: PersistentState, _ expected: PersistentState) -> String? {
+    if actual.hardState != expected.hardState { return "hard state \(actual.hardState) != \(expected.hardState)" }
+    if actual.snapshot?.metadata != expected.snapshot?.metadata {
+        return "snapshot \(String(describing: actual.snapshot?.metadata)) != \(String(describing: expected.snapshot?.metadata))"
+    }
+    if actual.snapshot?.data != expected.snapshot?.data { return "snapshot data differs" }
+    for (a, e) in zip(actual.entries, expected.entries) where a != e {
+        return "entry \(e.index): got index \(a.index) term \(a.term) kind \(a.kind) \(a.data.count) bytes, "
+            + "expected term \(e.term) kind \(e.kind) \(e.data.count) bytes"
+    }
+    if actual.entries.count != expected.entries.count {
+        return "\(actual.entries.count) entries (last \(actual.entries.last?.index ?? 0)), expected "
+            + "\(expected.entries.count) (last \(expected.entries.last?.index ?? 0))"
+    }
+    return nil
+}
