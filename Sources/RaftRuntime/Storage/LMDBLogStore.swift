@@ -294,7 +294,7 @@ public final class LMDBLogStore: RaftStorage, @unchecked Sendable {
         }
     }
 
-    /// Deletes entries from `start` (or the first) onwards while `keep(index)` says so.
+    /// Deletes entries from `start` (or the first) onwards for as long as `condition(index)` holds.
     private func deleteEntries(
         _ txn: OpaquePointer, from start: UInt64?, while condition: (UInt64) -> Bool
     ) throws(MDBCode) {
