@@ -4,12 +4,12 @@ import Logging
 import RaftRuntime
 
 /// Tools for tests and measurements; hidden from `--help`.
-struct Debug: ParsableCommand {
+struct Debug: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "debug",
         abstract: "Developer tools (crash-test writer, storage benchmark).",
         shouldDisplay: false,
-        subcommands: [CrashWriter.self, StoreBench.self]
+        subcommands: [CrashWriter.self, RaftCrashWriterCommand.self, StoreBench.self]
     )
 }
 
@@ -35,6 +35,27 @@ extension Debug {
             // sitting in a stdio buffer would be a claim the test never sees.
             try LMDBStoreDebugTools.runCrashWriter(store: store) { last in
                 FileHandle.standardOutput.write(Data("acked \(last)\n".utf8))
+            }
+        }
+    }
+
+    struct RaftCrashWriterCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "raft-crash-writer",
+            abstract: "Propose verifiable entries to a single-replica RaftNode on LMDB, printing `acked <index> <k>` per committed proposal."
+        )
+
+        @Option(name: .long, help: "The store's directory (created if missing).")
+        var dir: String
+
+        @Option(name: .long, help: "Proposals in flight at once.")
+        var concurrency = 32
+
+        func run() async throws {
+            let logger = stderrLogger("switchman.debug.raft-crash-writer")
+            let store = try LMDBLogStore(directory: dir, logger: logger)
+            try await RaftCrashWriter.run(store: store, concurrency: concurrency, logger: logger) { index, k in
+                FileHandle.standardOutput.write(Data("acked \(index) \(k)\n".utf8))
             }
         }
     }

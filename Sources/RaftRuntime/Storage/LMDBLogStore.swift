@@ -152,13 +152,22 @@ public final class LMDBLogStore: RaftStorage, @unchecked Sendable {
     }
 
     public func persist(_ request: PersistRequest) throws {
+        try persist(batch: [request])
+    }
+
+    /// Group commit: every request of the batch, in order, in one transaction and one fsync.
+    public func persist(batch requests: [PersistRequest]) throws {
         try lock.withLock {
             guard let env else { throw LMDBStoreError.closed(path: path) }
             if let poison { throw LMDBStoreError.poisoned(after: poison) }
-            if request.isEmpty { return }
+            let requests = requests.filter { !$0.isEmpty }
+            if requests.isEmpty { return }
             var bytes = 0
             do throws(LMDBStoreError) {
-                try write(env) { txn throws(MDBCode) in bytes = try self.apply(request, txn) }
+                try write(env) { txn throws(MDBCode) in
+                    bytes = 0
+                    for request in requests { bytes += try self.apply(request, txn) }
+                }
             } catch {
                 poison = error
                 writeFailures.increment()
@@ -168,7 +177,7 @@ public final class LMDBLogStore: RaftStorage, @unchecked Sendable {
                 throw error
             }
             bytesWritten.increment(by: bytes)
-            entriesWritten.increment(by: request.entries.count)
+            entriesWritten.increment(by: requests.reduce(0) { $0 + $1.entries.count })
         }
     }
 
