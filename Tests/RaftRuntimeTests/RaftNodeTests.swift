@@ -70,7 +70,8 @@ final class LoopbackCluster: @unchecked Sendable {
         self.snapshotEvery = snapshotEvery
         bootstrap = Membership(voters: Set((1...UInt64(size)).map { NodeID($0) }))
         for id in bootstrap.voters.sorted() {
-            let t = try makeTransport(id, port: 0)
+            // Killed nodes come back on the same port.
+            let t = try makeTransport(id, port: try restartablePort())
             try await t.start()
             ports[id] = t.listeningPort
             transports[id] = t

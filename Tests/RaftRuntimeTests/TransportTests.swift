@@ -169,7 +169,7 @@ struct TransportTests {
     @Test func reconnectsAfterRemoteRestarts() async throws {
         let pki = try TestPKI()
         let a = try makeTransport(id: 1, pki: pki)
-        var b = try makeTransport(id: 2, pki: pki)
+        var b = try makeTransport(id: 2, pki: pki, port: try restartablePort())
         var inboxB = Inbox(b)
         try await a.start()
         try await b.start()
