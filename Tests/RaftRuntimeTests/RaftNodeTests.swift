@@ -140,9 +140,20 @@ final class LoopbackCluster: @unchecked Sendable {
     }
 
     func restart(_ id: NodeID) async throws {
-        let t = try makeTransport(id, port: ports[id] ?? 0)
-        try await t.start()
-        try start(id, bootstrap: bootstrap, transport: t)
+        // The kernel may take a moment to release the old listener's port.
+        var started: PeerTransport? = nil
+        try await eventually("node \(id) bound its old port") {
+            let t = try makeTransport(id, port: ports[id] ?? 0)
+            do {
+                try await t.start()
+                started = t
+                return true
+            } catch {
+                await t.shutdown()
+                return false
+            }
+        }
+        try start(id, bootstrap: bootstrap, transport: started)
     }
 
     func leader(excluding: Set<NodeID> = []) async -> NodeID? {
