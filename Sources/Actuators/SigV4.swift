@@ -118,7 +118,7 @@ public struct SigV4Signer: Sendable {
     @discardableResult
     public func sign(_ request: inout SigV4Request, credentials: AWSCredentials, date: Date) -> SigV4Result {
         let (amzDate, day) = Self.timestamps(date)
-        let payloadHash = Self.hex(SHA256.hash(data: request.body))
+        let payloadHash = Self.sha256Hex(request.body)
         request.headers.append((name: "X-Amz-Date", value: amzDate))
         if options.signBodyHeader {
             request.headers.append((name: "x-amz-content-sha256", value: payloadHash))
@@ -170,7 +170,7 @@ public struct SigV4Signer: Sendable {
             Self.canonicalQuery(request.query),
             canonicalHeaders,
             signedHeaders,
-            Self.hex(SHA256.hash(data: request.body)),
+            Self.sha256Hex(request.body),
         ].joined(separator: "\n")
         let result = finish(canonicalRequest: canonicalRequest, amzDate: amzDate, day: day, scope: scope,
                             signedHeaders: signedHeaders, credentials: credentials)
@@ -324,6 +324,8 @@ public struct SigV4Signer: Sendable {
         let day = pad(c.year, 4) + pad(c.month, 2) + pad(c.day, 2)
         return (day + "T" + pad(c.hour, 2) + pad(c.minute, 2) + pad(c.second, 2) + "Z", day)
     }
+
+    static func sha256Hex(_ bytes: [UInt8]) -> String { hex(SHA256.hash(data: bytes)) }
 
     static func hex<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
         var s = ""
