@@ -246,9 +246,11 @@ public final class EC2Client: Sendable {
         return destination.contains(":") ? ("DestinationIpv6CidrBlock", destination) : ("DestinationCidrBlock", destination)
     }
 
+    /// AWS answers `<return>true</return>`; a 2xx without the element (some emulators) is
+    /// still success, so only an explicit `false` counts as failure.
     static func expectTrue(_ root: XMLElement, _ action: String) throws {
-        guard root.string("return") == "true" else {
-            throw AWSClientError.invalidResponse("\(action) answered return=\(root.string("return") ?? "nothing")")
+        if root.string("return") == "false" {
+            throw AWSClientError.invalidResponse("\(action) answered return=false")
         }
     }
 
