@@ -169,6 +169,9 @@ enum Fault: Sendable {
     case hang
     /// Forward, but only answer after this long.
     case delay(TimeAmount)
+    /// Answer as AWS does for a CreateRoute whose destination exists (moto overwrites
+    /// instead, so the proxy plays AWS's documented part), without forwarding.
+    case routeAlreadyExists
 }
 
 /// A reverse proxy in front of moto that counts requests per action and injects faults.
@@ -228,6 +231,10 @@ final class FaultProxy: Sendable {
                 """.utf8))
         case .hang?:
             return .hang
+        case .routeAlreadyExists?:
+            return .respond(status: .badRequest, body: Array("""
+                <Response><Errors><Error><Code>RouteAlreadyExists</Code><Message>The route identified by 192.168.0.0/16 already exists.</Message></Error></Errors><RequestID>proxy-exists</RequestID></Response>
+                """.utf8))
         case .forwardThenServerError?:
             _ = await forward(r)
             return .respond(status: .internalServerError, body: Array("<Response><Errors><Error><Code>InternalError</Code><Message>lost</Message></Error></Errors><RequestID>proxy-lost</RequestID></Response>".utf8))
