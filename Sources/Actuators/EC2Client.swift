@@ -171,16 +171,23 @@ public final class EC2Client: Sendable {
                             fencing: FencingToken, deadline: NIODeadline? = nil) async throws {
         var params = [("RouteTableId", routeTableId)]
         params.append(Self.destinationParam(destination))
-        let root = try await call("DeleteRoute", params, idempotency: .safe, fencing: fencing, deadline: deadline)
-        try Self.expectTrue(root, "DeleteRoute")
+        do {
+            let root = try await call("DeleteRoute", params, idempotency: .safe, fencing: fencing, deadline: deadline)
+            try Self.expectTrue(root, "DeleteRoute")
+        } catch let error as AWSError where error.code == "InvalidRoute.NotFound" && error.attempt > 1 {
+            // Our earlier attempt deleted it and its answer was lost: the route is gone, as asked.
+        }
     }
 
     /// Moves a subnet to another route table; returns the new association id.
     public func replaceRouteTableAssociation(associationId: String, routeTableId: String,
                                              fencing: FencingToken, deadline: NIODeadline? = nil) async throws -> String {
+        // Not repeated after an ambiguous failure: a replace that went through retires the old
+        // association id, so a repeat would fail with InvalidAssociationID.NotFound and hide
+        // the success. The caller re-reads the table and decides.
         let root = try await call("ReplaceRouteTableAssociation",
                                   [("AssociationId", associationId), ("RouteTableId", routeTableId)],
-                                  idempotency: .safe, fencing: fencing, deadline: deadline)
+                                  idempotency: .unsafe, fencing: fencing, deadline: deadline)
         guard let id = root.string("newAssociationId") else {
             throw AWSClientError.invalidResponse("ReplaceRouteTableAssociation: no newAssociationId")
         }

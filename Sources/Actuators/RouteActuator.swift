@@ -150,7 +150,7 @@ public final class AWSRouteActuator: RouteActuator {
                                            target: route.target, fencing: fencing, deadline: deadline)
                 logger.info("route replaced", metadata: ["route": "\(route)", "fencing": "\(fencing)"])
                 return .replaced
-            } catch let error as AWSError where error.code == "InvalidRoute.NotFound" && error.attempt == 1 {
+            } catch let error as AWSError where error.code == "InvalidRoute.NotFound" {
                 logger.info("route vanished, ensuring by create", metadata: [
                     "route": "\(route)", "requestID": "\(error.requestID ?? "none")",
                 ])
