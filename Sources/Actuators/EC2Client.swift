@@ -134,11 +134,12 @@ public final class EC2Client: Sendable {
     // MARK: route tables
 
     /// All route tables matching `filters`, following `NextToken` to the end.
-    public func describeRouteTables(filters: [EC2Filter] = [], deadline: NIODeadline? = nil) async throws -> [EC2RouteTable] {
+    public func describeRouteTables(filters: [EC2Filter] = [], pageSize: Int = 100,
+                                    deadline: NIODeadline? = nil) async throws -> [EC2RouteTable] {
         var all: [EC2RouteTable] = []
         var token: String?
         repeat {
-            let page = try await describeRouteTablesPage(filters: filters, nextToken: token, maxResults: 100, deadline: deadline)
+            let page = try await describeRouteTablesPage(filters: filters, nextToken: token, maxResults: pageSize, deadline: deadline)
             all += page.items
             token = page.nextToken
         } while token != nil
@@ -196,11 +197,12 @@ public final class EC2Client: Sendable {
 
     // MARK: instances and interfaces
 
-    public func describeInstances(filters: [EC2Filter] = [], deadline: NIODeadline? = nil) async throws -> [EC2Instance] {
+    public func describeInstances(filters: [EC2Filter] = [], pageSize: Int = 1000,
+                                  deadline: NIODeadline? = nil) async throws -> [EC2Instance] {
         var all: [EC2Instance] = []
         var token: String?
         repeat {
-            let page = try await describeInstancesPage(filters: filters, nextToken: token, maxResults: 1000, deadline: deadline)
+            let page = try await describeInstancesPage(filters: filters, nextToken: token, maxResults: pageSize, deadline: deadline)
             all += page.items
             token = page.nextToken
         } while token != nil

@@ -76,6 +76,26 @@ struct ScaleTests {
             }
             #expect(routed.count == 101)
 
+            // Listing by filter: the VPC's 102 tables (101 + main). moto ignores MaxResults for
+            // route tables (one page), so NextToken-following is shown with instances below.
+            proxy.resetCounts()
+            let listed = try await c.ec2.describeRouteTables(filters: [EC2Filter("vpc-id", [vpc])], deadline: .now() + .seconds(60))
+            #expect(Set(listed.map(\.id)).isSuperset(of: tables))
+            #expect(listed.count == 102)
+
+            // Pagination: 6 tagged instances in pages of 5 → 2 requests, all found. (moto pages
+            // by reservation, hence one run-instances per instance.)
+            for _ in 0..<6 {
+                try await moto.aws(["ec2", "run-instances", "--image-id", ami, "--instance-type", "t3.micro",
+                                    "--subnet-id", subnet, "--tag-specifications",
+                                    "ResourceType=instance,Tags=[{Key=switchman:role,Value=pager}]"])
+            }
+            proxy.resetCounts()
+            let paged = try await c.ec2.describeInstances(filters: [.tag("switchman:role", "pager")], pageSize: 5,
+                                                          deadline: .now() + .seconds(60))
+            #expect(paged.count == 6)
+            #expect(proxy.count("DescribeInstances") == 2)
+
             let report = """
                 requests per ensure (counted at the proxy in front of moto):
                   1 table,   first time:  \(one1.requests)
