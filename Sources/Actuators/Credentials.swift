@@ -236,7 +236,8 @@ public struct IMDSCredentialsProvider: CredentialsProvider {
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         let response: HTTPClientResponse
         do {
-            response = try await http.execute(request, deadline: .now() + timeout, logger: logger)
+            // No logger for the HTTP client: the responses are credentials.
+            response = try await http.execute(request, deadline: .now() + timeout)
         } catch {
             throw CredentialsError.imds("\(method) \(path) failed: \(error)")
         }

@@ -185,7 +185,9 @@ final class AWSTransport: Sendable {
         for (name, value) in signable.headers { request.headers.add(name: name, value: value) }
         request.headers.replaceOrAdd(name: "User-Agent", value: configuration.identity.userAgent(fencing: op.fencing))
         if !op.body.isEmpty { request.body = .bytes(op.body) }
-        let response = try await http.execute(request, deadline: deadline, logger: logger)
+        // No logger handed to the HTTP client: at trace level it could print request details,
+        // and these carry the session token.
+        let response = try await http.execute(request, deadline: deadline)
         let body = try await response.body.collect(upTo: 16 * 1024 * 1024)
         let requestID = response.headers.first(name: "x-amzn-RequestId") ?? response.headers.first(name: "x-amz-request-id")
         return RawResponse(status: Int(response.status.code), requestID: requestID, body: Array(buffer: body))
