@@ -157,14 +157,18 @@ public final class EC2Client: Sendable {
                        nextToken: root.string("nextToken"), requestID: root.string("requestId"))
     }
 
+    /// Returns AWS's request id, for matching the write to its CloudTrail event.
+    @discardableResult
     public func createRoute(routeTableId: String, destination: String, target: RouteTarget,
-                            fencing: FencingToken, deadline: NIODeadline? = nil) async throws {
+                            fencing: FencingToken, deadline: NIODeadline? = nil) async throws -> String? {
         // Safe to retry only because RouteActuator turns a RouteAlreadyExists into a replace.
         try await routeWrite("CreateRoute", routeTableId, destination, target, fencing, deadline)
     }
 
+    /// Returns AWS's request id, for matching the write to its CloudTrail event.
+    @discardableResult
     public func replaceRoute(routeTableId: String, destination: String, target: RouteTarget,
-                             fencing: FencingToken, deadline: NIODeadline? = nil) async throws {
+                             fencing: FencingToken, deadline: NIODeadline? = nil) async throws -> String? {
         try await routeWrite("ReplaceRoute", routeTableId, destination, target, fencing, deadline)
     }
 
@@ -239,7 +243,7 @@ public final class EC2Client: Sendable {
     // MARK: plumbing
 
     private func routeWrite(_ action: String, _ table: String, _ destination: String, _ target: RouteTarget,
-                            _ fencing: FencingToken, _ deadline: NIODeadline?) async throws {
+                            _ fencing: FencingToken, _ deadline: NIODeadline?) async throws -> String? {
         var params = [("RouteTableId", table)]
         params.append(Self.destinationParam(destination))
         switch target {
@@ -248,6 +252,7 @@ public final class EC2Client: Sendable {
         }
         let root = try await call(action, params, idempotency: .safe, fencing: fencing, deadline: deadline)
         try Self.expectTrue(root, action)
+        return root.string("requestId")
     }
 
     static func destinationParam(_ destination: String) -> (String, String) {

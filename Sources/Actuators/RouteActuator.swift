@@ -132,9 +132,11 @@ public final class AWSRouteActuator: RouteActuator {
         do {
             if !exists {
                 do {
-                    try await ec2.createRoute(routeTableId: route.routeTableId, destination: route.destination,
-                                              target: route.target, fencing: fencing, deadline: deadline)
-                    logger.info("route created", metadata: ["route": "\(route)", "fencing": "\(fencing)"])
+                    let requestID = try await ec2.createRoute(routeTableId: route.routeTableId, destination: route.destination,
+                                                              target: route.target, fencing: fencing, deadline: deadline)
+                    logger.info("route created", metadata: [
+                        "route": "\(route)", "fencing": "\(fencing)", "requestID": "\(requestID ?? "none")",
+                    ])
                     return .created
                 } catch let error as AWSError where error.code == "RouteAlreadyExists" {
                     logger.info("route already exists, ensuring by replace", metadata: [
@@ -146,9 +148,11 @@ public final class AWSRouteActuator: RouteActuator {
                 return .replaced
             }
             do {
-                try await ec2.replaceRoute(routeTableId: route.routeTableId, destination: route.destination,
-                                           target: route.target, fencing: fencing, deadline: deadline)
-                logger.info("route replaced", metadata: ["route": "\(route)", "fencing": "\(fencing)"])
+                let requestID = try await ec2.replaceRoute(routeTableId: route.routeTableId, destination: route.destination,
+                                                           target: route.target, fencing: fencing, deadline: deadline)
+                logger.info("route replaced", metadata: [
+                    "route": "\(route)", "fencing": "\(fencing)", "requestID": "\(requestID ?? "none")",
+                ])
                 return .replaced
             } catch let error as AWSError where error.code == "InvalidRoute.NotFound" {
                 logger.info("route vanished, ensuring by create", metadata: [

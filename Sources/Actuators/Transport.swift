@@ -48,7 +48,6 @@ struct AWSResponse: Sendable {
     var status: Int
     var requestID: String?
     var body: [UInt8]
-    var attempts: Int
 }
 
 /// Signs, rate-limits, sends and retries. One per service per process.
@@ -119,9 +118,7 @@ final class AWSTransport: Sendable {
                 let response = try await attemptOnce(op, deadline: min(deadline, started + configuration.retry.attemptTimeout))
                 Timer(label: "switchman_aws_request_duration_seconds", dimensions: dims)
                     .recordNanoseconds((NIODeadline.now() - started).nanoseconds)
-                if (200..<300).contains(response.status) {
-                    return AWSResponse(status: response.status, requestID: response.requestID, body: response.body, attempts: attempt)
-                }
+                if (200..<300).contains(response.status) { return response }
                 var error = AWSError.parse(service: service, action: op.action, status: response.status,
                                            body: response.body, headerRequestID: response.requestID)
                 error.attempt = attempt
@@ -167,13 +164,7 @@ final class AWSTransport: Sendable {
         }
     }
 
-    private struct RawResponse {
-        var status: Int
-        var requestID: String?
-        var body: [UInt8]
-    }
-
-    private func attemptOnce(_ op: AWSOperation, deadline: NIODeadline) async throws -> RawResponse {
+    private func attemptOnce(_ op: AWSOperation, deadline: NIODeadline) async throws -> AWSResponse {
         let creds = try await credentials.credentials(logger: logger)
         var signable = SigV4Request(method: op.method.rawValue, path: op.path, query: op.query,
                                     headers: [("Host", host)] + op.headers, body: op.body)
@@ -190,6 +181,6 @@ final class AWSTransport: Sendable {
         let response = try await http.execute(request, deadline: deadline)
         let body = try await response.body.collect(upTo: 16 * 1024 * 1024)
         let requestID = response.headers.first(name: "x-amzn-RequestId") ?? response.headers.first(name: "x-amz-request-id")
-        return RawResponse(status: Int(response.status.code), requestID: requestID, body: Array(buffer: body))
+        return AWSResponse(status: Int(response.status.code), requestID: requestID, body: Array(buffer: body))
     }
 }
