@@ -136,14 +136,9 @@ public final class EC2Client: Sendable {
     /// All route tables matching `filters`, following `NextToken` to the end.
     public func describeRouteTables(filters: [EC2Filter] = [], pageSize: Int = 100,
                                     deadline: NIODeadline? = nil) async throws -> [EC2RouteTable] {
-        var all: [EC2RouteTable] = []
-        var token: String?
-        repeat {
-            let page = try await describeRouteTablesPage(filters: filters, nextToken: token, maxResults: pageSize, deadline: deadline)
-            all += page.items
-            token = page.nextToken
-        } while token != nil
-        return all
+        try await Self.allPages { token in
+            try await self.describeRouteTablesPage(filters: filters, nextToken: token, maxResults: pageSize, deadline: deadline)
+        }
     }
 
     public func describeRouteTablesPage(
@@ -203,14 +198,9 @@ public final class EC2Client: Sendable {
 
     public func describeInstances(filters: [EC2Filter] = [], pageSize: Int = 1000,
                                   deadline: NIODeadline? = nil) async throws -> [EC2Instance] {
-        var all: [EC2Instance] = []
-        var token: String?
-        repeat {
-            let page = try await describeInstancesPage(filters: filters, nextToken: token, maxResults: pageSize, deadline: deadline)
-            all += page.items
-            token = page.nextToken
-        } while token != nil
-        return all
+        try await Self.allPages { token in
+            try await self.describeInstancesPage(filters: filters, nextToken: token, maxResults: pageSize, deadline: deadline)
+        }
     }
 
     public func describeInstancesPage(filters: [EC2Filter], nextToken: String?, maxResults: Int?,
@@ -225,17 +215,26 @@ public final class EC2Client: Sendable {
 
     public func describeNetworkInterfaces(ids: [String] = [], filters: [EC2Filter] = [],
                                           deadline: NIODeadline? = nil) async throws -> [EC2NetworkInterface] {
-        var all: [EC2NetworkInterface] = []
-        var token: String?
-        repeat {
+        try await Self.allPages { token in
             var params = Self.filterParams(filters)
             for (i, id) in ids.enumerated() { params.append(("NetworkInterfaceId.\(i + 1)", id)) }
             // EC2 refuses MaxResults together with explicit ids.
             if ids.isEmpty { params.append(("MaxResults", "1000")) }
             if let token { params.append(("NextToken", token)) }
-            let root = try await call("DescribeNetworkInterfaces", params, idempotency: .safe, fencing: nil, deadline: deadline)
-            all += root.items("networkInterfaceSet").compactMap(Self.networkInterface)
-            token = root.string("nextToken")
+            let root = try await self.call("DescribeNetworkInterfaces", params, idempotency: .safe, fencing: nil, deadline: deadline)
+            return EC2Page(items: root.items("networkInterfaceSet").compactMap(Self.networkInterface),
+                           nextToken: root.string("nextToken"), requestID: root.string("requestId"))
+        }
+    }
+
+    /// Follows `NextToken` until AWS stops sending one.
+    static func allPages<Item: Sendable>(_ fetch: (String?) async throws -> EC2Page<Item>) async throws -> [Item] {
+        var all: [Item] = []
+        var token: String?
+        repeat {
+            let page = try await fetch(token)
+            all += page.items
+            token = page.nextToken
         } while token != nil
         return all
     }

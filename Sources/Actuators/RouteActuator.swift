@@ -110,14 +110,15 @@ public final class AWSRouteActuator: RouteActuator {
                 writes.append((route, current))
             }
         }
-        try await withThrowingTaskGroup(of: (DesiredRoute, RouteEnsureOutcome).self) { group in
+        // `write` reports failures as outcomes, so one bad route never cancels the others.
+        await withTaskGroup(of: (DesiredRoute, RouteEnsureOutcome).self) { group in
             var pending = writes[...]
             func startNext() {
                 guard let (route, current) = pending.popFirst() else { return }
                 group.addTask { (route, await self.write(route, exists: current != nil, fencing: fencing, deadline: deadline)) }
             }
             for _ in 0..<maxConcurrentWrites { startNext() }
-            while let (route, outcome) = try await group.next() {
+            while let (route, outcome) = await group.next() {
                 outcomes[route] = outcome
                 startNext()
             }
@@ -125,46 +126,42 @@ public final class AWSRouteActuator: RouteActuator {
         return outcomes
     }
 
-    /// Create if missing, replace if different. Each branch falls over to the other when the
+    /// Create if missing, replace if different. Each falls over to the other once when the
     /// table changed under us: RouteAlreadyExists (someone, or our own earlier attempt whose
     /// answer got lost, created it) → replace; InvalidRoute.NotFound (deleted meanwhile) → create.
     private func write(_ route: DesiredRoute, exists: Bool, fencing: FencingToken, deadline: NIODeadline) async -> RouteEnsureOutcome {
+        let first: RouteEnsureOutcome = exists ? .replaced : .created
+        let fallback: RouteEnsureOutcome = exists ? .created : .replaced
         do {
-            if !exists {
-                do {
-                    let requestID = try await ec2.createRoute(routeTableId: route.routeTableId, destination: route.destination,
-                                                              target: route.target, fencing: fencing, deadline: deadline)
-                    logger.info("route created", metadata: [
-                        "route": "\(route)", "fencing": "\(fencing)", "requestID": "\(requestID ?? "none")",
-                    ])
-                    return .created
-                } catch let error as AWSError where error.code == "RouteAlreadyExists" {
-                    logger.info("route already exists, ensuring by replace", metadata: [
-                        "route": "\(route)", "requestID": "\(error.requestID ?? "none")", "afterRetry": "\(error.attempt > 1)",
-                    ])
-                }
-                try await ec2.replaceRoute(routeTableId: route.routeTableId, destination: route.destination,
-                                           target: route.target, fencing: fencing, deadline: deadline)
-                return .replaced
-            }
             do {
-                let requestID = try await ec2.replaceRoute(routeTableId: route.routeTableId, destination: route.destination,
-                                                           target: route.target, fencing: fencing, deadline: deadline)
-                logger.info("route replaced", metadata: [
-                    "route": "\(route)", "fencing": "\(fencing)", "requestID": "\(requestID ?? "none")",
-                ])
-                return .replaced
-            } catch let error as AWSError where error.code == "InvalidRoute.NotFound" {
-                logger.info("route vanished, ensuring by create", metadata: [
-                    "route": "\(route)", "requestID": "\(error.requestID ?? "none")",
+                return try await perform(first, route, fencing, deadline)
+            } catch let error as AWSError where error.code == (exists ? "InvalidRoute.NotFound" : "RouteAlreadyExists") {
+                logger.info("route changed under us, ensuring the other way", metadata: [
+                    "route": "\(route)", "code": "\(error.code)", "requestID": "\(error.requestID ?? "none")",
+                    "afterRetry": "\(error.attempt > 1)",
                 ])
             }
-            try await ec2.createRoute(routeTableId: route.routeTableId, destination: route.destination,
-                                      target: route.target, fencing: fencing, deadline: deadline)
-            return .created
+            return try await perform(fallback, route, fencing, deadline)
         } catch {
             logger.error("ensuring route failed", metadata: ["route": "\(route)", "error": "\(error)"])
             return .failed(error)
         }
+    }
+
+    /// Does `.created` (CreateRoute) or `.replaced` (ReplaceRoute) and returns it.
+    private func perform(_ kind: RouteEnsureOutcome, _ route: DesiredRoute, _ fencing: FencingToken,
+                         _ deadline: NIODeadline) async throws -> RouteEnsureOutcome {
+        let requestID: String?
+        if case .created = kind {
+            requestID = try await ec2.createRoute(routeTableId: route.routeTableId, destination: route.destination,
+                                                  target: route.target, fencing: fencing, deadline: deadline)
+        } else {
+            requestID = try await ec2.replaceRoute(routeTableId: route.routeTableId, destination: route.destination,
+                                                   target: route.target, fencing: fencing, deadline: deadline)
+        }
+        logger.info("route \(kind)", metadata: [
+            "route": "\(route)", "fencing": "\(fencing)", "requestID": "\(requestID ?? "none")",
+        ])
+        return kind
     }
 }

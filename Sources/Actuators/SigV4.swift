@@ -55,7 +55,8 @@ public struct SigV4Options: Sendable {
 
 /// Caches derived signing keys: deriving costs four HMACs, and a key is valid for one
 /// (day, region, service, credential). The cache is keyed by a digest of the secret, so the
-/// secret itself is never kept here.
+/// secret itself is never kept here. `@unchecked Sendable` is safe: all mutable state is
+/// read and written only while holding `lock`.
 final class SigningKeyCache: @unchecked Sendable {
     private struct Key: Hashable {
         var accessKeyID: String
@@ -127,14 +128,7 @@ public struct SigV4Signer: Sendable {
             request.headers.append((name: "X-Amz-Security-Token", value: token))
         }
         let (canonicalHeaders, signedHeaders) = Self.canonicalHeaders(request.headers)
-        let canonicalRequest = [
-            request.method,
-            canonicalURI(request.path),
-            Self.canonicalQuery(request.query),
-            canonicalHeaders,
-            signedHeaders,
-            payloadHash,
-        ].joined(separator: "\n")
+        let canonicalRequest = canonicalRequest(request, canonicalHeaders, signedHeaders, payloadHash)
         let scope = "\(day)/\(region)/\(service)/aws4_request"
         let result = finish(canonicalRequest: canonicalRequest, amzDate: amzDate, day: day, scope: scope,
                             signedHeaders: signedHeaders, credentials: credentials)
@@ -164,14 +158,7 @@ public struct SigV4Signer: Sendable {
         if let token = credentials.sessionToken, !options.omitSessionToken {
             request.query.append((name: "X-Amz-Security-Token", value: token))
         }
-        let canonicalRequest = [
-            request.method,
-            canonicalURI(request.path),
-            Self.canonicalQuery(request.query),
-            canonicalHeaders,
-            signedHeaders,
-            Self.sha256Hex(request.body),
-        ].joined(separator: "\n")
+        let canonicalRequest = canonicalRequest(request, canonicalHeaders, signedHeaders, Self.sha256Hex(request.body))
         let result = finish(canonicalRequest: canonicalRequest, amzDate: amzDate, day: day, scope: scope,
                             signedHeaders: signedHeaders, credentials: credentials)
         if let token = credentials.sessionToken, options.omitSessionToken {
@@ -179,6 +166,12 @@ public struct SigV4Signer: Sendable {
         }
         request.query.append((name: "X-Amz-Signature", value: result.signature))
         return result
+    }
+
+    private func canonicalRequest(_ request: SigV4Request, _ canonicalHeaders: String, _ signedHeaders: String,
+                                  _ payloadHash: String) -> String {
+        [request.method, canonicalURI(request.path), Self.canonicalQuery(request.query),
+         canonicalHeaders, signedHeaders, payloadHash].joined(separator: "\n")
     }
 
     private func finish(

@@ -9,7 +9,7 @@ import Foundation
 /// run loop on the calling thread, which starves Swift concurrency's small cooperative pool
 /// on a 2-core machine; here waiting happens on a dedicated thread instead. The child gets an
 /// empty signal mask and default handlers, so SIGTERM/SIGKILL reach it whatever this process
-/// has blocked.
+/// has blocked. `@unchecked Sendable`: `exitStatus` and `waiters` are only touched under `lock`.
 final class ChildProcess: @unchecked Sendable {
     let pid: pid_t
     private let lock = NSLock()

@@ -6,7 +6,7 @@ import Testing
 @testable import Actuators
 
 /// Collects every log line (message and metadata) at trace level.
-final class CapturingLogHandler: LogHandler, @unchecked Sendable {
+struct CapturingLogHandler: LogHandler {
     let lines: Locked<[String]>
     var metadata: Logger.Metadata = [:]
     var logLevel: Logger.Level = .trace

@@ -32,7 +32,9 @@ func runProcess(_ args: [String], environment: [String: String]) async throws ->
     return (status, (try? String(contentsOf: out, encoding: .utf8)) ?? "", (try? String(contentsOf: err, encoding: .utf8)) ?? "")
 }
 
-/// A moto_server on a free loopback port, with its own log file.
+/// A moto_server on a free loopback port, with its own log file. `@unchecked Sendable`:
+/// the only mutable fields (the key) are set by `createSigningUser` before the server is
+/// handed to any concurrent code.
 final class MotoServer: @unchecked Sendable {
     let port: Int
     let process: ChildProcess

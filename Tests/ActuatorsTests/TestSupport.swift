@@ -159,7 +159,8 @@ func eventually(timeout: TimeInterval = 60, _ condition: () async -> Bool) async
     return await condition()
 }
 
-/// Thread-safe mutable box for counters shared with server handlers.
+/// Thread-safe mutable box for counters shared with server handlers. `@unchecked Sendable`
+/// is safe because `value` is only touched while holding `lock`.
 final class Locked<Value: Sendable>: @unchecked Sendable {
     private let lock = NSLock()
     private var value: Value
