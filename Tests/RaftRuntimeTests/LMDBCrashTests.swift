@@ -20,14 +20,20 @@ struct LMDBCrashTests {
         return url.appendingPathComponent(".build/debug/switchman").path
     }
 
-    @Test func ackedBatchesSurviveSIGKILL() throws {
-        let binary = Self.writerBinary
+    /// The writer binary, and how many kills with which seed (SWITCHMAN_CRASH_KILLS/SEED).
+    static func settings() throws -> (binary: String, kills: Int, seed: UInt64) {
+        let binary = writerBinary
         try #require(
             FileManager.default.isExecutableFile(atPath: binary),
             "\(binary) is missing: run `swift build --build-tests` first")
         let environment = ProcessInfo.processInfo.environment
         let kills = environment["SWITCHMAN_CRASH_KILLS"].flatMap { Int($0) } ?? 8
         let seed = environment["SWITCHMAN_CRASH_SEED"].flatMap { UInt64($0) } ?? 0x5EED_CAFE
+        return (binary, kills, seed)
+    }
+
+    @Test func ackedBatchesSurviveSIGKILL() throws {
+        let (binary, kills, seed) = try Self.settings()
         var rng = SeededRandom(seed: seed)
 
         let dir = try ScratchDirectory("lmdb-crash")
@@ -97,13 +103,7 @@ struct LMDBCrashTests {
     /// flight (group commit). Every proposal `propose` acknowledged must be in the log at the
     /// index it was acknowledged at, byte for byte, and the log must restore into a core.
     @Test func acknowledgedProposalsSurviveSIGKILL() throws {
-        let binary = Self.writerBinary
-        try #require(
-            FileManager.default.isExecutableFile(atPath: binary),
-            "\(binary) is missing: run `swift build --build-tests` first")
-        let environment = ProcessInfo.processInfo.environment
-        let kills = environment["SWITCHMAN_CRASH_KILLS"].flatMap { Int($0) } ?? 8
-        let seed = environment["SWITCHMAN_CRASH_SEED"].flatMap { UInt64($0) } ?? 0x5EED_CAFE
+        let (binary, kills, seed) = try Self.settings()
         var rng = SeededRandom(seed: seed)
         let dir = try ScratchDirectory("raft-crash")
         defer { dir.remove() }
