@@ -468,7 +468,7 @@ public actor RaftNode: Service {
         let started = ContinuousClock.now
         do {
             try await NIOThreadPool.singleton.runIfActive {
-                for w in writes { try storage.persist(w) }
+                try storage.persist(batch: writes)
             }
         } catch is CancellationError {
             throw RaftNodeError.stopped

@@ -12,6 +12,16 @@ public protocol RaftStorage: AnyObject, Sendable {
     /// write is never retried, because a failed fsync leaves the page cache in an unknown
     /// state.
     func persist(_ request: PersistRequest) throws
+
+    /// Applies several requests, in order, as durably as `persist(_:)`. Stores that can
+    /// should do it in one transaction (group commit: one fsync for many proposals).
+    func persist(batch requests: [PersistRequest]) throws
+}
+
+extension RaftStorage {
+    public func persist(batch requests: [PersistRequest]) throws {
+        for r in requests { try persist(r) }
+    }
 }
 
 /// Storage in memory, for tests and simulations of the shell. Not durable.

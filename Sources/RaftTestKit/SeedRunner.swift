@@ -1,6 +1,7 @@
+import Dispatch
 import Raft
 
-/// Runs many seeds across worker tasks and adds up what happened.
+/// Runs many seeds across worker threads and adds up what happened.
 public enum SeedRunner {
     public struct Summary: Sendable {
         public var seedsRun = 0
@@ -8,31 +9,19 @@ public enum SeedRunner {
         public var failures: [SimulationFailure] = []
     }
 
-    /// Runs `count` seeds starting at `firstSeed`; stops early after `stopAfterFailures`.
+    /// Runs `count` seeds starting at `firstSeed`; a worker stops after `stopAfterFailures`.
     public static func run(
         firstSeed: UInt64, count: Int, nodes: Int, workers: Int = 2, stopAfterFailures: Int = 1,
         configure: @Sendable @escaping (inout SimulationConfig) -> Void = { _ in }
     ) async -> Summary {
-        await withTaskGroup(of: Summary.self) { group in
-            for w in 0..<max(workers, 1) {
+        let workers = max(workers, 1)
+        return await withTaskGroup(of: Summary.self) { group in
+            for w in 0..<workers {
                 group.addTask {
-                    var s = Summary()
-                    var i = w
-                    while i < count {
-                        var cfg = SimulationConfig(seed: firstSeed &+ UInt64(i), nodes: nodes)
-                        configure(&cfg)
-                        let sim = Simulator(config: cfg)
-                        do throws(SimulationFailure) {
-                            s.stats.add(try sim.run())
-                        } catch {
-                            s.stats.add(sim.stats)
-                            s.failures.append(error)
-                            if s.failures.count >= stopAfterFailures { break }
-                        }
-                        s.seedsRun += 1
-                        i += max(workers, 1)
+                    await onDispatchThread {
+                        runWorker(first: w, stride: workers, firstSeed: firstSeed, count: count, nodes: nodes,
+                                  stopAfterFailures: stopAfterFailures, configure: configure)
                     }
-                    return s
                 }
             }
             var total = Summary()
@@ -43,6 +32,37 @@ public enum SeedRunner {
             }
             total.failures.sort { $0.seed < $1.seed }
             return total
+        }
+    }
+
+    private static func runWorker(
+        first: Int, stride: Int, firstSeed: UInt64, count: Int, nodes: Int, stopAfterFailures: Int,
+        configure: (inout SimulationConfig) -> Void
+    ) -> Summary {
+        var s = Summary()
+        var i = first
+        while i < count {
+            var cfg = SimulationConfig(seed: firstSeed &+ UInt64(i), nodes: nodes)
+            configure(&cfg)
+            let sim = Simulator(config: cfg)
+            do throws(SimulationFailure) {
+                s.stats.add(try sim.run())
+            } catch {
+                s.stats.add(sim.stats)
+                s.failures.append(error)
+                if s.failures.count >= stopAfterFailures { break }
+            }
+            s.seedsRun += 1
+            i += stride
+        }
+        return s
+    }
+
+    /// Runs CPU-bound work on a Dispatch thread, not on Swift's cooperative pool, so a long
+    /// simulation does not starve the async tests (network, timers) running beside it.
+    private static func onDispatchThread(_ work: @escaping @Sendable () -> Summary) async -> Summary {
+        await withCheckedContinuation { cont in
+            DispatchQueue.global().async { cont.resume(returning: work()) }
         }
     }
 }

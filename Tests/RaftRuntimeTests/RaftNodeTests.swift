@@ -54,15 +54,19 @@ final class LoopbackCluster: @unchecked Sendable {
     var ports: [NodeID: Int] = [:]
     var transports: [NodeID: PeerTransport] = [:]
     var nodes: [NodeID: RaftNode] = [:]
-    var storages: [NodeID: InMemoryRaftStorage] = [:]
+    var storages: [NodeID: any RaftStorage] = [:]
+    /// When set, every node keeps its log in LMDB under this directory (closed on kill,
+    /// reopened on restart, like a process).
+    let lmdbRoot: ScratchDirectory?
     var machines: [NodeID: ListStateMachine] = [:]
     var tasks: [NodeID: Task<Void, any Error>] = [:]
     var groups: [NodeID: ServiceGroup] = [:]
     var bootstrap: Membership
     let snapshotEvery: UInt64
 
-    init(size: Int, snapshotEvery: UInt64 = 10_000) async throws {
+    init(size: Int, snapshotEvery: UInt64 = 10_000, durable: Bool = false) async throws {
         pki = try TestPKI(cluster: "raftnode")
+        lmdbRoot = durable ? try ScratchDirectory("raftnode") : nil
         self.snapshotEvery = snapshotEvery
         bootstrap = Membership(voters: Set((1...UInt64(size)).map { NodeID($0) }))
         for id in bootstrap.voters.sorted() {
@@ -99,7 +103,14 @@ final class LoopbackCluster: @unchecked Sendable {
     func start(_ id: NodeID, bootstrap: Membership, transport: PeerTransport?) throws {
         let transport = try transport ?? makeTransport(id, port: ports[id] ?? 0)
         transports[id] = transport
-        let storage = storages[id] ?? InMemoryRaftStorage()
+        let storage: any RaftStorage
+        if let existing = storages[id] {
+            storage = existing
+        } else if let root = lmdbRoot {
+            storage = try LMDBLogStore(directory: root.path + "/node-\(id)", logger: testLogger("lmdb"))
+        } else {
+            storage = InMemoryRaftStorage()
+        }
         storages[id] = storage
         let machine = ListStateMachine()
         machines[id] = machine
@@ -121,6 +132,10 @@ final class LoopbackCluster: @unchecked Sendable {
         tasks[id] = nil
         nodes[id] = nil
         transports[id] = nil
+        if let lmdb = storages[id] as? LMDBLogStore {
+            lmdb.close()
+            storages[id] = nil
+        }
     }
 
     func restart(_ id: NodeID) async throws {
@@ -162,6 +177,7 @@ final class LoopbackCluster: @unchecked Sendable {
 
     func shutdown() async {
         for id in Array(nodes.keys) { await kill(id) }
+        lmdbRoot?.remove()
     }
 }
 
@@ -185,8 +201,9 @@ final class LoopbackCluster: @unchecked Sendable {
         await c.shutdown()
     }
 
-    @Test func survivesLeaderKillAndRestart() async throws {
-        let c = try await LoopbackCluster(size: 3)
+    @Test(arguments: [false, true])
+    func survivesLeaderKillAndRestart(durable: Bool) async throws {
+        let c = try await LoopbackCluster(size: 3, durable: durable)
         let first = try await c.waitForLeader()
         for k in 0..<10 { try await c.propose([UInt8(k)]) }
         await c.kill(first)
@@ -201,7 +218,7 @@ final class LoopbackCluster: @unchecked Sendable {
     }
 
     @Test func aLaggingNodeCatchesUpBySnapshot() async throws {
-        let c = try await LoopbackCluster(size: 3, snapshotEvery: 20)
+        let c = try await LoopbackCluster(size: 3, snapshotEvery: 20, durable: true)
         let leader = try await c.waitForLeader()
         let lagging: NodeID = leader == 3 ? 2 : 3
         await c.kill(lagging)
