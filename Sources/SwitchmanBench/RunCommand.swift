@@ -88,7 +88,8 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Concurrent connections per run, comma-separated.") var clients: String = "1,16,256"
     @Option(help: "Length of each throughput run (e.g. 10s, 500ms).") var duration: String = "10s"
     @Option(help: "Bytes per value.") var valueBytes: Int = 256
-    @Option(help: "Storage of our replicas: memory (not durable) or lmdb (fsync).") var storage: StorageKind = .memory
+    @Option(help: "Storage of our replicas: lmdb (fsync, the durability etcd has) or memory (not durable, NOT comparable).")
+    var storage: StorageKind = .lmdb
     @Option(help: "SIGKILL-the-leader trials per cluster (0 skips).") var failoverTrials: Int = 5
     @Option(help: "etcd binary.") var etcd: String = "/usr/bin/etcd"
     @Option(
