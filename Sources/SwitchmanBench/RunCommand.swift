@@ -68,6 +68,9 @@ struct ThroughputResult {
     var leaderWritesPerSecond: Double?
     /// Proposals per durable write on the leader.
     var proposalsPerWrite: Double?
+    /// Mean time of one durable write on the leader, ms (ours: the whole LMDB transaction;
+    /// etcd: the WAL fsync alone).
+    var meanWriteMs: Double?
     var lastFailure: String?
 
     var rps: Double { seconds > 0 ? Double(ok) / seconds : 0 }
@@ -299,20 +302,21 @@ struct RunCommand: AsyncParsableCommand {
         throw SpawnError(description: "\(cluster.system.rawValue) not ready after \(Int(timeout)) s: \(last)")
     }
 
-    /// (durable writes, proposals) counters of the leader, or nil if unknown.
-    private func writeCounters(_ m: Member, tls: NIOSSLContext) async -> (writes: Double, proposals: Double)? {
+    /// Durable writes, their total seconds, and committed proposals on the leader, or nil.
+    private func writeCounters(_ m: Member, tls: NIOSSLContext) async -> (writes: Double, seconds: Double, proposals: Double)? {
         switch m.system {
         case .ours:
             guard let r = try? await query(m, .GET, "/status", tls: tls),
                 let s = try? decodeJSON(NodeStatusResponse.self, r.body)
             else { return nil }
-            return (Double(s.durableWrites), Double(s.batchedProposals))
+            return (Double(s.durableWrites), s.durableWriteSeconds, Double(s.batchedProposals))
         case .etcd:
             guard let r = try? await query(m, .GET, "/metrics", tls: tls),
                 let fsyncs = prometheusValue("etcd_disk_wal_fsync_duration_seconds_count", in: r.text),
+                let fsyncSeconds = prometheusValue("etcd_disk_wal_fsync_duration_seconds_sum", in: r.text),
                 let proposals = prometheusValue("etcd_server_proposals_committed_total", in: r.text)
             else { return nil }
-            return (fsyncs, proposals)
+            return (fsyncs, fsyncSeconds, proposals)
         }
     }
 
@@ -372,15 +376,18 @@ struct RunCommand: AsyncParsableCommand {
         let lastFailure = results.compactMap { $0.connectionError ?? $0.lastFailure }.first
         var writesPerSecond: Double?
         var perWrite: Double?
+        var meanWriteMs: Double?
         if let b = countersBefore, let a = countersAfter, a.writes > b.writes {
             writesPerSecond = (a.writes - b.writes) / elapsedSeconds
             perWrite = (a.proposals - b.proposals) / (a.writes - b.writes)
+            meanWriteMs = (a.seconds - b.seconds) / (a.writes - b.writes) * 1000
         }
         return ThroughputResult(
             clients: clients, ok: latencies.count, failures: failures, seconds: elapsedSeconds,
             latency: LatencySummary(nanoseconds: latencies), clientCPU: clientCPU / elapsedSeconds,
             serverCPU: serverCPU / elapsedSeconds, otherCPU: otherCPU.map { $0 / elapsedSeconds },
             leaderWritesPerSecond: writesPerSecond, proposalsPerWrite: perWrite,
+            meanWriteMs: meanWriteMs,
             lastFailure: lastFailure)
     }
 
@@ -448,8 +455,8 @@ struct RunCommand: AsyncParsableCommand {
         line += "p99 \(format(r.latency.p99, 2)) ms, p99.9 \(format(r.latency.p999, 2)) ms, failures \(r.failures), "
         line += "client CPU \(format(r.clientCPU, 2)) cores, servers \(format(r.serverCPU, 2)) cores, "
         line += "everything else \(r.otherCPU.map { format($0, 2) } ?? "?") cores"
-        if let w = r.leaderWritesPerSecond, let p = r.proposalsPerWrite {
-            line += ", leader durable writes \(format(w, 0))/s, \(format(p, 1)) proposals/write"
+        if let w = r.leaderWritesPerSecond, let p = r.proposalsPerWrite, let t = r.meanWriteMs {
+            line += ", leader durable writes \(format(w, 0))/s of \(format(t, 2)) ms, \(format(p, 1)) proposals/write"
         }
         if let f = r.lastFailure { line += "\n  last failure: \(f)" }
         print(line)
@@ -460,6 +467,9 @@ struct RunCommand: AsyncParsableCommand {
         seconds: Double
     ) {
         let etcdStorage = etcdDataRoot.map { "data under \($0)" } ?? "data on disk, fsync"
+        if storage == .memory {
+            print("\nNOTE: our replicas used memory storage (no fsync): NOT comparable with etcd on disk.")
+        }
         print("\n## Throughput (\(format(seconds, 0)) s per run, \(valueBytes)-byte values, ours: \(storage.rawValue) storage, etcd: \(etcdStorage))\n")
         print("| C | ours req/s | etcd req/s | ours/etcd | ours p50 / p99 / p99.9 ms | etcd p50 / p99 / p99.9 ms |")
         print("|---:|---:|---:|---:|---|---|")
@@ -473,15 +483,15 @@ struct RunCommand: AsyncParsableCommand {
             )
         }
         print("\nCPU in cores (of 2): load generator / the 3 replicas / everything else on the machine.\n")
-        print("| C | ours: client / servers / other | etcd: client / servers / other | ours: leader writes/s, proposals/write | etcd: leader WAL fsyncs/s, proposals/fsync |")
+        print("| C | ours: client / servers / other | etcd: client / servers / other | ours leader: durable writes/s, mean ms, proposals/write | etcd leader: WAL fsyncs/s, mean ms, proposals/fsync |")
         print("|---:|---|---|---|---|")
         for (c, a, b) in rows {
             let cpu = { (r: ThroughputResult) in
                 "\(format(r.clientCPU, 2)) / \(format(r.serverCPU, 2)) / \(r.otherCPU.map { format($0, 2) } ?? "?")"
             }
             let w = { (r: ThroughputResult) -> String in
-                guard let w = r.leaderWritesPerSecond, let p = r.proposalsPerWrite else { return "?" }
-                return "\(format(w, 0)), \(format(p, 1))"
+                guard let w = r.leaderWritesPerSecond, let p = r.proposalsPerWrite, let t = r.meanWriteMs else { return "?" }
+                return "\(format(w, 0)), \(format(t, 2)), \(format(p, 1))"
             }
             print("| \(c) | \(cpu(a)) | \(b.map(cpu) ?? "–") | \(w(a)) | \(b.map(w) ?? "–") |")
         }
