@@ -467,7 +467,7 @@ struct RunCommand: AsyncParsableCommand {
         seconds: Double
     ) {
         let etcdStorage = etcdDataRoot.map { "data under \($0)" } ?? "data on disk, fsync"
-        if storage == .memory {
+        if storage == .memory && etcdDataRoot == nil {
             print("\nNOTE: our replicas used memory storage (no fsync): NOT comparable with etcd on disk.")
         }
         print("\n## Throughput (\(format(seconds, 0)) s per run, \(valueBytes)-byte values, ours: \(storage.rawValue) storage, etcd: \(etcdStorage))\n")
