@@ -25,6 +25,8 @@ public struct LatencySummary: Sendable, Equatable {
 public func percentile<T: Comparable>(_ sorted: [T], _ p: Double) -> T? {
     guard !sorted.isEmpty else { return nil }
     let clamped = Swift.min(Swift.max(p, 0), 100)
-    let rank = Int((clamped / 100 * Double(sorted.count)).rounded(.up))
+    // 99.9 has no exact binary form: 99.9 / 100 * 1000 is a hair above 999, and rounding it up
+    // would pick the 1000th sample. The tolerance is far below one rank for any array size.
+    let rank = Int((clamped / 100 * Double(sorted.count) - 1e-9).rounded(.up))
     return sorted[Swift.min(Swift.max(rank, 1), sorted.count) - 1]
 }

@@ -20,7 +20,7 @@ import Testing
         #expect(throws: BenchMessageError.self) { try PutRequest.parse(Array("{\"key\":1}".utf8)) }
         #expect(throws: BenchMessageError.self) { try PutRequest.parse(Array("not json".utf8)) }
         #expect(throws: BenchMessageError.invalidBase64) {
-            try PutRequest(key: "%%%", value: "").decoded()
+            try PutRequest.parse(Array(#"{"key":"%%%","value":""}"#.utf8)).decoded()
         }
     }
 
