@@ -1,4 +1,4 @@
-import Dispatch
+import Foundation
 import Raft
 
 /// Runs many seeds across worker threads and adds up what happened.
@@ -18,7 +18,7 @@ public enum SeedRunner {
         return await withTaskGroup(of: Summary.self) { group in
             for w in 0..<workers {
                 group.addTask {
-                    await onDispatchThread {
+                    await onOwnThread {
                         runWorker(first: w, stride: workers, firstSeed: firstSeed, count: count, nodes: nodes,
                                   stopAfterFailures: stopAfterFailures, configure: configure)
                     }
@@ -58,11 +58,14 @@ public enum SeedRunner {
         return s
     }
 
-    /// Runs CPU-bound work on a Dispatch thread, not on Swift's cooperative pool, so a long
-    /// simulation does not starve the async tests (network, timers) running beside it.
-    private static func onDispatchThread(_ work: @escaping @Sendable () -> Summary) async -> Summary {
+    /// Runs CPU-bound work on a thread of its own — not on Swift's cooperative pool, nor on
+    /// Dispatch's width-limited global queues — so a long simulation does not starve the
+    /// async tests (network, timers) running beside it.
+    private static func onOwnThread(_ work: @escaping @Sendable () -> Summary) async -> Summary {
         await withCheckedContinuation { cont in
-            DispatchQueue.global().async { cont.resume(returning: work()) }
+            let t = Thread { cont.resume(returning: work()) }
+            t.stackSize = 8 << 20
+            t.start()
         }
     }
 }

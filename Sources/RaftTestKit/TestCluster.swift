@@ -113,6 +113,14 @@ public final class TestCluster {
 
     public func heal() { cut = [] }
 
+    /// Ticks every node and delivers everything, `rounds` times.
+    public func settle(rounds: Int = 5) {
+        for _ in 0..<rounds {
+            tickAll()
+            stabilize()
+        }
+    }
+
     /// Delivers queued messages (and whatever they cause) until nothing is left.
     public func stabilize(maxRounds: Int = 10_000) {
         var rounds = 0

@@ -70,7 +70,8 @@ final class LoopbackCluster: @unchecked Sendable {
         self.snapshotEvery = snapshotEvery
         bootstrap = Membership(voters: Set((1...UInt64(size)).map { NodeID($0) }))
         for id in bootstrap.voters.sorted() {
-            let t = try makeTransport(id, port: 0)
+            // Killed nodes come back on the same port.
+            let t = try makeTransport(id, port: try restartablePort())
             try await t.start()
             ports[id] = t.listeningPort
             transports[id] = t
@@ -139,9 +140,20 @@ final class LoopbackCluster: @unchecked Sendable {
     }
 
     func restart(_ id: NodeID) async throws {
-        let t = try makeTransport(id, port: ports[id] ?? 0)
-        try await t.start()
-        try start(id, bootstrap: bootstrap, transport: t)
+        // The kernel may take a moment to release the old listener's port.
+        var started: PeerTransport? = nil
+        try await eventually("node \(id) bound its old port") {
+            let t = try makeTransport(id, port: ports[id] ?? 0)
+            do {
+                try await t.start()
+                started = t
+                return true
+            } catch {
+                await t.shutdown()
+                return false
+            }
+        }
+        try start(id, bootstrap: bootstrap, transport: started)
     }
 
     func leader(excluding: Set<NodeID> = []) async -> NodeID? {

@@ -169,7 +169,7 @@ struct TransportTests {
     @Test func reconnectsAfterRemoteRestarts() async throws {
         let pki = try TestPKI()
         let a = try makeTransport(id: 1, pki: pki)
-        var b = try makeTransport(id: 2, pki: pki)
+        var b = try makeTransport(id: 2, pki: pki, port: try restartablePort())
         var inboxB = Inbox(b)
         try await a.start()
         try await b.start()
@@ -179,9 +179,22 @@ struct TransportTests {
         try await eventually("first delivery") { inboxB.messages.count == 1 }
 
         await b.shutdown()
-        b = try makeTransport(id: 2, pki: pki, port: bAddress.port)
+        // The kernel may take a moment to release the old listener's port.
+        var restarted: PeerTransport? = nil
+        try await eventually("the restarted transport bound its old port") {
+            let candidate = try makeTransport(id: 2, pki: pki, port: bAddress.port)
+            do {
+                try await candidate.start()
+                restarted = candidate
+                return true
+            } catch {
+                await candidate.shutdown()
+                return false
+            }
+        }
+        guard let restarted else { return }
+        b = restarted
         inboxB = Inbox(b)
-        try await b.start()
 
         // Messages written into the dying connection may be lost (Raft resends); keep
         // sending until one gets through the new connection.

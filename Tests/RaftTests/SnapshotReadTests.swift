@@ -2,19 +2,12 @@ import Raft
 import RaftTestKit
 import Testing
 
-private func settle(_ c: TestCluster, rounds: Int = 5) {
-    for _ in 0..<rounds {
-        c.tickAll()
-        c.stabilize()
-    }
-}
-
 @Suite struct SnapshotTests {
     @Test func compactionDropsTheLogPrefixAndPersistsTheSnapshot() {
         let c = TestCluster(voters: [1, 2, 3])
         c.elect(1)
         for k in 0..<10 { c.step(1, .propose([[UInt8(k)]])) }
-        settle(c)
+        c.settle()
         let r = c.step(1, .compact(index: 8, data: [42]))
         #expect(c.core(1).snapshotIndex == 8)
         #expect(c.core(1).firstIndex == 9)
@@ -37,10 +30,8 @@ private func settle(_ c: TestCluster, rounds: Int = 5) {
     @Test func aFollowerBehindTheCompactedLogCatchesUpBySnapshot() {
         let c = TestCluster(voters: [1, 2, 3])
         c.elect(1)
-        settle(c)
+        c.settle()
         c.isolate(3)
-        c.cut.remove([1, 2])
-        c.cut.remove([2, 1])
         for k in 0..<20 { c.step(1, .propose([[UInt8(k)]])) }
         c.stabilize()
         c.tick(1)
@@ -49,14 +40,14 @@ private func settle(_ c: TestCluster, rounds: Int = 5) {
         let snapIndex = c.core(1).snapshotIndex
         #expect(snapIndex >= 20)
         c.heal()
-        settle(c, rounds: 10)
+        c.settle(rounds: 10)
         #expect(c.installedSnapshots[3]?.last?.data == [7, 7])
         #expect(c.installedSnapshots[3]?.last?.metadata.index == snapIndex)
         #expect(c.core(3).commitIndex == c.core(1).commitIndex)
         #expect(c.core(3).snapshotIndex == snapIndex)
         // Entries after the snapshot still flow normally.
         c.step(1, .propose([[200]]))
-        settle(c)
+        c.settle()
         #expect(c.applied[3]?.last?.data == [200])
         // And the follower restarts from its persisted snapshot.
         c.crash(3)
@@ -68,12 +59,10 @@ private func settle(_ c: TestCluster, rounds: Int = 5) {
     @Test func aFailedSnapshotIsRetried() {
         let c = TestCluster(voters: [1, 2, 3])
         c.elect(1)
-        settle(c)
+        c.settle()
         c.isolate(3)
-        c.cut.remove([1, 2])
-        c.cut.remove([2, 1])
         for k in 0..<5 { c.step(1, .propose([[UInt8(k)]])) }
-        settle(c)
+        c.settle()
         c.compact(1)
         c.heal()
         c.filter = { $0.type != .snapshot }
@@ -81,7 +70,7 @@ private func settle(_ c: TestCluster, rounds: Int = 5) {
         c.stabilize()
         c.step(1, .snapshotReported(node: 3, success: false))
         c.filter = { _ in true }
-        settle(c, rounds: 10)
+        c.settle(rounds: 10)
         #expect(c.installedSnapshots[3]?.count == 1)
         #expect(c.core(3).commitIndex == c.core(1).commitIndex)
     }
@@ -92,7 +81,7 @@ private func settle(_ c: TestCluster, rounds: Int = 5) {
         let c = TestCluster(voters: [1, 2, 3])
         c.elect(1)
         for k in 0..<3 { c.step(1, .propose([[UInt8(k)]])) }
-        settle(c)
+        c.settle()
         let r = c.step(1, .readIndex(requestID: 77))
         #expect(!r.effects.contains { if case .readReady = $0 { return true }; return false }, "not before a quorum answered")
         c.stabilize()
@@ -102,7 +91,7 @@ private func settle(_ c: TestCluster, rounds: Int = 5) {
     @Test func followerReadIsForwardedToTheLeader() {
         let c = TestCluster(voters: [1, 2, 3])
         c.elect(1)
-        settle(c)
+        c.settle()
         c.step(3, .readIndex(requestID: 5))
         c.stabilize()
         #expect(c.reads[3] == [ReadState(requestID: 5, index: c.core(1).commitIndex)])
@@ -111,7 +100,7 @@ private func settle(_ c: TestCluster, rounds: Int = 5) {
     @Test func anIsolatedLeaderServesNoReadAndFailsThemWhenItStepsDown() {
         let c = TestCluster(voters: [1, 2, 3])
         c.elect(1)
-        settle(c)
+        c.settle()
         c.isolate(1)
         c.step(1, .readIndex(requestID: 9))
         c.stabilize()
@@ -178,8 +167,6 @@ private func settle(_ c: TestCluster, rounds: Int = 5) {
         let c = TestCluster(voters: [1, 2, 3])
         c.elect(1)
         c.isolate(3)
-        c.cut.remove([1, 2])
-        c.cut.remove([2, 1])
         c.tick(1)
         c.stabilize()
         #expect(c.leases[1]?.last == c.core(1).ticks)

@@ -64,9 +64,7 @@ final class InboundConnectionHandler: ChannelInboundHandler {
     private func identifyClient(_ channelContext: ChannelHandlerContext) {
         let identity: PeerIdentity
         do {
-            let tls = try channelContext.pipeline.syncOperations.handler(type: NIOSSLHandler.self)
-            guard let certificate = tls.peerCertificate else { throw PeerIdentityError.noIdentity }
-            identity = try PeerIdentity.from(derEncoded: try certificate.toDERBytes())
+            identity = try PeerIdentity.ofPeer(on: channelContext)
         } catch {
             reject(channelContext, reason: "bad_certificate", detail: "client certificate unusable: \(error)")
             return
@@ -225,5 +223,14 @@ final class InboundConnectionHandler: ChannelInboundHandler {
         deadline?.cancel()
         deadline = nil
         channelContext.close(promise: nil)
+    }
+}
+
+extension PeerIdentity {
+    /// The identity in the certificate the other end presented during the TLS handshake.
+    static func ofPeer(on channelContext: ChannelHandlerContext) throws -> PeerIdentity {
+        let tls = try channelContext.pipeline.syncOperations.handler(type: NIOSSLHandler.self)
+        guard let certificate = tls.peerCertificate else { throw PeerIdentityError.noIdentity }
+        return try PeerIdentity.from(derEncoded: try certificate.toDERBytes())
     }
 }

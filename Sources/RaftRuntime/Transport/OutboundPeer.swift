@@ -363,9 +363,7 @@ final class OutboundConnectionHandler: ChannelInboundHandler, RemovableChannelHa
     private func verifyServerAndSayHello(_ channelContext: ChannelHandlerContext) {
         let identity: PeerIdentity
         do {
-            let tls = try channelContext.pipeline.syncOperations.handler(type: NIOSSLHandler.self)
-            guard let certificate = tls.peerCertificate else { throw PeerIdentityError.noIdentity }
-            identity = try PeerIdentity.from(derEncoded: try certificate.toDERBytes())
+            identity = try PeerIdentity.ofPeer(on: channelContext)
         } catch {
             reject(channelContext, reason: "bad_certificate", detail: "server certificate unusable: \(error)")
             return

@@ -1,1 +1,0 @@
-// Actuators: see DESIGN.md

@@ -1,0 +1,167 @@
+import Logging
+import NIOCore
+
+/// One managed route: in `routeTableId`, traffic to `destination` goes to `target`.
+public struct DesiredRoute: Sendable, Hashable, CustomStringConvertible {
+    public var routeTableId: String
+    public var destination: String
+    public var target: RouteTarget
+
+    public init(routeTableId: String, destination: String, target: RouteTarget) {
+        self.routeTableId = routeTableId
+        self.destination = destination
+        self.target = target
+    }
+
+    public var description: String { "\(routeTableId) \(destination) → \(target)" }
+}
+
+public enum RouteEnsureOutcome: Sendable, CustomStringConvertible {
+    case unchanged
+    case created
+    case replaced
+    case failed(any Error)
+
+    public var description: String {
+        switch self {
+        case .unchanged: return "unchanged"
+        case .created: return "created"
+        case .replaced: return "replaced"
+        case .failed(let e): return "failed: \(e)"
+        }
+    }
+
+    public var succeeded: Bool {
+        if case .failed = self { return false }
+        return true
+    }
+}
+
+public enum RouteActuatorError: Error, Sendable, CustomStringConvertible {
+    case routeTableNotFound(String)
+    public var description: String {
+        switch self {
+        case .routeTableNotFound(let id): return "route table \(id) not found"
+        }
+    }
+}
+
+/// What the reconciler needs from EC2. Writes are idempotent: ensuring a route that is
+/// already right makes no write at all.
+public protocol RouteActuator: Sendable {
+    /// The actual route tables, keyed by id; tables that do not exist are absent.
+    func readRouteTables(_ ids: [String], deadline: NIODeadline) async throws -> [String: EC2RouteTable]
+    /// Ensures every route; one outcome per route. Writes to different tables run in
+    /// parallel within the rate budget. One failure does not stop the others.
+    func ensureRoutes(_ routes: [DesiredRoute], fencing: FencingToken, deadline: NIODeadline) async throws -> [DesiredRoute: RouteEnsureOutcome]
+}
+
+extension RouteActuator {
+    public func ensureRoute(_ route: DesiredRoute, fencing: FencingToken, deadline: NIODeadline) async throws -> RouteEnsureOutcome {
+        let outcomes = try await ensureRoutes([route], fencing: fencing, deadline: deadline)
+        return outcomes[route] ?? .failed(RouteActuatorError.routeTableNotFound(route.routeTableId))
+    }
+}
+
+public final class AWSRouteActuator: RouteActuator {
+    let ec2: EC2Client
+    let logger: Logger
+    /// Bounds in-flight writes; the token buckets bound the rate.
+    public let maxConcurrentWrites: Int
+    /// Filter values per DescribeRouteTables call.
+    static let describeChunk = 100
+
+    public init(ec2: EC2Client, maxConcurrentWrites: Int = 16, logger: Logger = Logger(label: "switchman.actuators.routes")) {
+        self.ec2 = ec2
+        self.maxConcurrentWrites = max(1, maxConcurrentWrites)
+        self.logger = logger
+    }
+
+    public func readRouteTables(_ ids: [String], deadline: NIODeadline) async throws -> [String: EC2RouteTable] {
+        var tables: [String: EC2RouteTable] = [:]
+        let unique = Array(Set(ids)).sorted()
+        var start = 0
+        while start < unique.count {
+            let chunk = Array(unique[start..<min(start + Self.describeChunk, unique.count)])
+            for table in try await ec2.describeRouteTables(filters: [EC2Filter("route-table-id", chunk)], deadline: deadline) {
+                tables[table.id] = table
+            }
+            start += Self.describeChunk
+        }
+        return tables
+    }
+
+    public func ensureRoutes(_ routes: [DesiredRoute], fencing: FencingToken, deadline: NIODeadline) async throws -> [DesiredRoute: RouteEnsureOutcome] {
+        let actual = try await readRouteTables(routes.map(\.routeTableId), deadline: deadline)
+        var outcomes: [DesiredRoute: RouteEnsureOutcome] = [:]
+        var writes: [(DesiredRoute, EC2Route?)] = []
+        for route in routes {
+            guard let table = actual[route.routeTableId] else {
+                outcomes[route] = .failed(RouteActuatorError.routeTableNotFound(route.routeTableId))
+                continue
+            }
+            let current = table.route(to: route.destination)
+            if let current, current.points(to: route.target) {
+                if current.state == "blackhole" {
+                    logger.warning("route points at the desired target but is a blackhole", metadata: ["route": "\(route)"])
+                }
+                outcomes[route] = .unchanged
+            } else {
+                writes.append((route, current))
+            }
+        }
+        // `write` reports failures as outcomes, so one bad route never cancels the others.
+        await withTaskGroup(of: (DesiredRoute, RouteEnsureOutcome).self) { group in
+            var pending = writes[...]
+            func startNext() {
+                guard let (route, current) = pending.popFirst() else { return }
+                group.addTask { (route, await self.write(route, exists: current != nil, fencing: fencing, deadline: deadline)) }
+            }
+            for _ in 0..<maxConcurrentWrites { startNext() }
+            while let (route, outcome) = await group.next() {
+                outcomes[route] = outcome
+                startNext()
+            }
+        }
+        return outcomes
+    }
+
+    /// Create if missing, replace if different. Each falls over to the other once when the
+    /// table changed under us: RouteAlreadyExists (someone, or our own earlier attempt whose
+    /// answer got lost, created it) → replace; InvalidRoute.NotFound (deleted meanwhile) → create.
+    private func write(_ route: DesiredRoute, exists: Bool, fencing: FencingToken, deadline: NIODeadline) async -> RouteEnsureOutcome {
+        let first: RouteEnsureOutcome = exists ? .replaced : .created
+        let fallback: RouteEnsureOutcome = exists ? .created : .replaced
+        do {
+            do {
+                return try await perform(first, route, fencing, deadline)
+            } catch let error as AWSError where error.code == (exists ? "InvalidRoute.NotFound" : "RouteAlreadyExists") {
+                logger.info("route changed under us, ensuring the other way", metadata: [
+                    "route": "\(route)", "code": "\(error.code)", "requestID": "\(error.requestID ?? "none")",
+                    "afterRetry": "\(error.attempt > 1)",
+                ])
+            }
+            return try await perform(fallback, route, fencing, deadline)
+        } catch {
+            logger.error("ensuring route failed", metadata: ["route": "\(route)", "error": "\(error)"])
+            return .failed(error)
+        }
+    }
+
+    /// Does `.created` (CreateRoute) or `.replaced` (ReplaceRoute) and returns it.
+    private func perform(_ kind: RouteEnsureOutcome, _ route: DesiredRoute, _ fencing: FencingToken,
+                         _ deadline: NIODeadline) async throws -> RouteEnsureOutcome {
+        let requestID: String?
+        if case .created = kind {
+            requestID = try await ec2.createRoute(routeTableId: route.routeTableId, destination: route.destination,
+                                                  target: route.target, fencing: fencing, deadline: deadline)
+        } else {
+            requestID = try await ec2.replaceRoute(routeTableId: route.routeTableId, destination: route.destination,
+                                                   target: route.target, fencing: fencing, deadline: deadline)
+        }
+        logger.info("route \(kind)", metadata: [
+            "route": "\(route)", "fencing": "\(fencing)", "requestID": "\(requestID ?? "none")",
+        ])
+        return kind
+    }
+}

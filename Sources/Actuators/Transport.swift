@@ -1,0 +1,186 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import Metrics
+import NIOCore
+import NIOHTTP1
+
+/// Settings shared by the EC2 and Route 53 clients.
+public struct AWSClientConfiguration: Sendable {
+    public var region: String
+    /// Replaces the service's public endpoint (moto, a VPC interface endpoint, a proxy),
+    /// e.g. `http://127.0.0.1:5000`. Signing still uses the real region and service name.
+    public var endpointOverride: String?
+    public var identity: CallerIdentity
+    public var retry: RetryPolicy
+    /// Used when the caller passes no deadline of its own.
+    public var defaultCallTimeout: TimeAmount
+
+    public init(
+        region: String,
+        endpointOverride: String? = nil,
+        identity: CallerIdentity,
+        retry: RetryPolicy = RetryPolicy(),
+        defaultCallTimeout: TimeAmount = .seconds(30)
+    ) {
+        self.region = region
+        self.endpointOverride = endpointOverride
+        self.identity = identity
+        self.retry = retry
+        self.defaultCallTimeout = defaultCallTimeout
+    }
+}
+
+/// One logical API call before signing.
+struct AWSOperation: Sendable {
+    var action: String
+    var method: HTTPMethod
+    var path: String
+    var query: [(name: String, value: String)] = []
+    var headers: [(name: String, value: String)] = []
+    var body: [UInt8] = []
+    var idempotency: Idempotency
+    /// Present on writes: goes into the User-Agent.
+    var fencing: FencingToken?
+}
+
+struct AWSResponse: Sendable {
+    var status: Int
+    var requestID: String?
+    var body: [UInt8]
+}
+
+/// Signs, rate-limits, sends and retries. One per service per process.
+final class AWSTransport: Sendable {
+    let service: String
+    let signingRegion: String
+    let endpoint: String
+    let host: String
+    let configuration: AWSClientConfiguration
+    let credentials: any CredentialsSource
+    let http: HTTPClient
+    let limiter: RateLimiter
+    let signer: SigV4Signer
+    let logger: Logger
+    let jitter: @Sendable () -> Double
+
+    init(
+        service: String, signingRegion: String, defaultEndpoint: String,
+        configuration: AWSClientConfiguration, credentials: any CredentialsSource,
+        httpClient: HTTPClient, limiter: RateLimiter, logger: Logger,
+        jitter: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
+    ) {
+        self.service = service
+        self.signingRegion = signingRegion
+        var endpoint = configuration.endpointOverride ?? defaultEndpoint
+        while endpoint.hasSuffix("/") { endpoint.removeLast() }
+        self.endpoint = endpoint
+        self.host = Self.hostHeader(of: endpoint)
+        self.configuration = configuration
+        self.credentials = credentials
+        self.http = httpClient
+        self.limiter = limiter
+        self.signer = SigV4Signer(region: signingRegion, service: service)
+        self.logger = logger
+        self.jitter = jitter
+    }
+
+    /// `host[:port]` exactly as the HTTP client will send it, because it is signed.
+    static func hostHeader(of endpoint: String) -> String {
+        var rest = Substring(endpoint)
+        if let r = rest.range(of: "://") { rest = rest[r.upperBound...] }
+        if let slash = rest.firstIndex(of: "/") { rest = rest[..<slash] }
+        if rest.hasSuffix(":443") && endpoint.hasPrefix("https") { rest = rest.dropLast(4) }
+        if rest.hasSuffix(":80") && endpoint.hasPrefix("http:") { rest = rest.dropLast(3) }
+        return String(rest)
+    }
+
+    func send(_ op: AWSOperation, deadline callerDeadline: NIODeadline?) async throws -> AWSResponse {
+        let deadline = callerDeadline ?? (.now() + configuration.defaultCallTimeout)
+        let dims = [("service", service), ("action", op.action)]
+        var attempt = 0
+        var lastError: String?
+        while true {
+            attempt += 1
+            if NIODeadline.now() >= deadline {
+                throw AWSClientError.deadlineExceeded(action: op.action, attempts: attempt - 1, lastError: lastError)
+            }
+            let waited = try await limiter.acquire(service: service, action: op.action, deadline: deadline)
+            if waited > .zero {
+                Timer(label: "switchman_aws_rate_wait_seconds", dimensions: dims).recordNanoseconds(waited.nanoseconds)
+            }
+            let started = NIODeadline.now()
+            Counter(label: "switchman_aws_requests_total", dimensions: dims).increment()
+            // What to throw if we stop here, and how retrying should see this failure.
+            let failure: FailureKind
+            let finalError: any Error
+            do {
+                let response = try await attemptOnce(op, deadline: min(deadline, started + configuration.retry.attemptTimeout))
+                Timer(label: "switchman_aws_request_duration_seconds", dimensions: dims)
+                    .recordNanoseconds((NIODeadline.now() - started).nanoseconds)
+                if (200..<300).contains(response.status) { return response }
+                var error = AWSError.parse(service: service, action: op.action, status: response.status,
+                                           body: response.body, headerRequestID: response.requestID)
+                error.attempt = attempt
+                Counter(label: "switchman_aws_errors_total", dimensions: dims + [("code", error.code)]).increment()
+                logger.warning("AWS error", metadata: [
+                    "service": "\(service)", "action": "\(op.action)", "code": "\(error.code)",
+                    "httpStatus": "\(error.httpStatus)", "requestID": "\(error.requestID ?? "none")",
+                    "attempt": "\(attempt)", "message": "\(error.message)",
+                ])
+                failure = RetryPolicy.classify(error)
+                finalError = error
+                lastError = error.description
+            } catch let error as CredentialsError {
+                throw error
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                Counter(label: "switchman_aws_errors_total", dimensions: dims + [("code", "transport")]).increment()
+                logger.warning("AWS call failed without a response", metadata: [
+                    "service": "\(service)", "action": "\(op.action)", "attempt": "\(attempt)", "error": "\(error)",
+                ])
+                lastError = "\(error)"
+                if NIODeadline.now() >= deadline {
+                    throw AWSClientError.deadlineExceeded(action: op.action, attempts: attempt, lastError: lastError)
+                }
+                failure = .transport
+                finalError = AWSClientError.transport(action: op.action, "\(error)")
+            }
+            let decision = configuration.retry.decide(
+                failure: failure, idempotency: op.idempotency, attempt: attempt,
+                now: .now(), deadline: deadline, jitter: jitter())
+            switch decision {
+            case .giveUp(.deadlineCannotCover):
+                logger.warning("not retrying: the deadline cannot cover another attempt",
+                               metadata: ["service": "\(service)", "action": "\(op.action)", "attempt": "\(attempt)"])
+                throw AWSClientError.deadlineExceeded(action: op.action, attempts: attempt, lastError: lastError)
+            case .giveUp:
+                throw finalError
+            case .retry(let delay):
+                Counter(label: "switchman_aws_retries_total", dimensions: dims).increment()
+                try await Task.sleep(nanoseconds: UInt64(max(0, delay.nanoseconds)))
+            }
+        }
+    }
+
+    private func attemptOnce(_ op: AWSOperation, deadline: NIODeadline) async throws -> AWSResponse {
+        let creds = try await credentials.credentials(logger: logger)
+        var signable = SigV4Request(method: op.method.rawValue, path: op.path, query: op.query,
+                                    headers: [("Host", host)] + op.headers, body: op.body)
+        // Signed per attempt: x-amz-date must be fresh, and credentials may have rotated.
+        signer.sign(&signable, credentials: creds, date: Date())
+        let query = signable.encodedQuery
+        var request = HTTPClientRequest(url: endpoint + signable.encodedPath + (query.isEmpty ? "" : "?" + query))
+        request.method = op.method
+        for (name, value) in signable.headers { request.headers.add(name: name, value: value) }
+        request.headers.replaceOrAdd(name: "User-Agent", value: configuration.identity.userAgent(fencing: op.fencing))
+        if !op.body.isEmpty { request.body = .bytes(op.body) }
+        // No logger handed to the HTTP client: at trace level it could print request details,
+        // and these carry the session token.
+        let response = try await http.execute(request, deadline: deadline)
+        let body = try await response.body.collect(upTo: 16 * 1024 * 1024)
+        let requestID = response.headers.first(name: "x-amzn-RequestId") ?? response.headers.first(name: "x-amz-request-id")
+        return AWSResponse(status: Int(response.status.code), requestID: requestID, body: Array(buffer: body))
+    }
+}

@@ -1,0 +1,177 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import Testing
+
+@testable import Actuators
+
+/// A fake IMDSv2: GETs without a valid session token get 401, like an instance with
+/// `HttpTokens=required`.
+final class FakeIMDS: Sendable {
+    let requests = Locked<[String]>([])
+    let keySerial = Locked(0)
+    let validFor: TimeInterval
+    static let token = "imds-session-token-abc"
+
+    init(validFor: TimeInterval) { self.validFor = validFor }
+
+    func handle(_ r: TestRequest) -> TestResponse {
+        requests.withLock { $0.append("\(r.method.rawValue) \(r.uri)") }
+        if r.method == .PUT && r.uri == "/latest/api/token" {
+            guard r.headers.first(name: "X-aws-ec2-metadata-token-ttl-seconds") != nil else { return .respond(status: .badRequest) }
+            return .respond(status: .ok, body: Array(Self.token.utf8))
+        }
+        guard r.headers.first(name: "X-aws-ec2-metadata-token") == Self.token else { return .respond(status: .unauthorized) }
+        switch r.uri {
+        case "/latest/meta-data/iam/security-credentials/":
+            return .respond(status: .ok, body: Array("switchman-role\n".utf8))
+        case "/latest/meta-data/iam/security-credentials/switchman-role":
+            let n = keySerial.withLock { v -> Int in v += 1; return v }
+            let exp = ISO8601DateFormatter().string(from: Date().addingTimeInterval(validFor))
+            let json = """
+                {"Code":"Success","LastUpdated":"2026-11-26T20:00:00Z","Type":"AWS-HMAC","AccessKeyId":"ASIAIMDS\(n)",
+                 "SecretAccessKey":"imds-secret-\(n)","Token":"imds-session-\(n)","Expiration":"\(exp)"}
+                """
+            return .respond(status: .ok, body: Array(json.utf8))
+        default:
+            return .respond(status: .notFound)
+        }
+    }
+}
+
+struct CredentialsTests {
+    let logger = Logger(label: "test.credentials")
+
+    func writeFiles(_ dir: URL, credentials: String?, config: String?) throws -> [String: String] {
+        var env = ["HOME": dir.path]
+        if let credentials {
+            let p = dir.appendingPathComponent("credentials")
+            try credentials.write(to: p, atomically: true, encoding: .utf8)
+            env["AWS_SHARED_CREDENTIALS_FILE"] = p.path
+        }
+        if let config {
+            let p = dir.appendingPathComponent("config")
+            try config.write(to: p, atomically: true, encoding: .utf8)
+            env["AWS_CONFIG_FILE"] = p.path
+        }
+        return env
+    }
+
+    @Test func environmentWinsOverFilesAndIMDS() async throws {
+        let imds = FakeIMDS(validFor: 3600)
+        try await withTestServer({ imds.handle($0) }) { server in
+            let dir = try TestPaths.makeTempDir("creds")
+            var env = try writeFiles(dir, credentials: "[default]\naws_access_key_id = AKIDFILE\naws_secret_access_key = filesecret\n", config: nil)
+            env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = server.url
+            env["AWS_ACCESS_KEY_ID"] = "AKIDENV"
+            env["AWS_SECRET_ACCESS_KEY"] = "envsecret"
+            env["AWS_SESSION_TOKEN"] = "envtoken"
+            let creds = try await CredentialsChain.standard(environment: env).credentials(logger: logger)
+            #expect(creds == AWSCredentials(accessKeyID: "AKIDENV", secretAccessKey: "envsecret", sessionToken: "envtoken"))
+            #expect(imds.requests.current.isEmpty)
+        }
+    }
+
+    @Test func filesWinOverIMDSAndProfilesAreHonoured() async throws {
+        let imds = FakeIMDS(validFor: 3600)
+        try await withTestServer({ imds.handle($0) }) { server in
+            let dir = try TestPaths.makeTempDir("creds")
+            var env = try writeFiles(dir, credentials: """
+                # comment
+                [default]
+                aws_access_key_id = AKIDDEFAULT
+                aws_secret_access_key = defaultsecret
+
+                [ops]
+                aws_access_key_id=AKIDOPS
+                aws_secret_access_key=opssecret
+                aws_session_token=opstoken
+                """, config: """
+                [default]
+                region = eu-west-1
+                [profile cfgonly]
+                region = eu-central-1
+                aws_access_key_id = AKIDCFG
+                aws_secret_access_key = cfgsecret
+                """)
+            env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = server.url
+            let def = try await CredentialsChain.standard(environment: env).credentials(logger: logger)
+            #expect(def.accessKeyID == "AKIDDEFAULT")
+            env["AWS_PROFILE"] = "ops"
+            let ops = try await CredentialsChain.standard(environment: env).credentials(logger: logger)
+            #expect(ops == AWSCredentials(accessKeyID: "AKIDOPS", secretAccessKey: "opssecret", sessionToken: "opstoken"))
+            env["AWS_PROFILE"] = "cfgonly"
+            let cfg = try await CredentialsChain.standard(environment: env).credentials(logger: logger)
+            #expect(cfg.accessKeyID == "AKIDCFG")
+            #expect(ProfileCredentialsProvider(environment: env).region() == "eu-central-1")
+            #expect(imds.requests.current.isEmpty)
+        }
+    }
+
+    @Test func imdsV2IsUsedLastWithATokenPUTFirst() async throws {
+        let imds = FakeIMDS(validFor: 3600)
+        try await withTestServer({ imds.handle($0) }) { server in
+            let dir = try TestPaths.makeTempDir("creds")
+            let env = ["HOME": dir.path, "AWS_EC2_METADATA_SERVICE_ENDPOINT": server.url]
+            let creds = try await CredentialsChain.standard(environment: env).credentials(logger: logger)
+            #expect(creds.accessKeyID == "ASIAIMDS1")
+            #expect(creds.sessionToken == "imds-session-1")
+            #expect(creds.expiration != nil)
+            let log = imds.requests.current
+            #expect(log.first == "PUT /latest/api/token")
+            #expect(log.count == 3)
+        }
+    }
+
+    @Test func expiringCredentialsAreRefreshedBeforeExpiry() async throws {
+        // Credentials valid for 10 minutes, refresh window 5 minutes; a fake clock moves on.
+        let imds = FakeIMDS(validFor: 600)
+        try await withTestServer({ imds.handle($0) }) { server in
+            let clock = Locked(Date())
+            let provider = IMDSCredentialsProvider(environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": server.url])
+            let chain = CredentialsChain(providers: [provider], refreshWindow: 300, now: { clock.current })
+            let first = try await chain.credentials(logger: logger)
+            let again = try await chain.credentials(logger: logger)
+            #expect(first == again)
+            #expect(imds.keySerial.current == 1)
+            clock.withLock { $0 = $0.addingTimeInterval(301) }  // inside the refresh window, not expired
+            let refreshed = try await chain.credentials(logger: logger)
+            #expect(refreshed.accessKeyID == "ASIAIMDS2")
+            #expect(imds.keySerial.current == 2)
+        }
+    }
+
+    @Test func missingIMDSFailsFast() async throws {
+        let port = try await unusedPort()
+        let dir = try TestPaths.makeTempDir("creds")
+        let env = ["HOME": dir.path, "AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:\(port)"]
+        let chain = CredentialsChain.standard(environment: env)
+        await #expect(throws: CredentialsError.self) { try await chain.credentials(logger: logger) }
+        let disabled = CredentialsChain.standard(environment: ["HOME": dir.path, "AWS_EC2_METADATA_DISABLED": "true"])
+        await #expect(throws: CredentialsError.self) { try await disabled.credentials(logger: logger) }
+    }
+
+    @Test func imdsThatNeverAnswersIsBoundedByTheShortTimeout() async throws {
+        try await withTestServer({ _ in .hang }) { server in
+            let provider = IMDSCredentialsProvider(environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": server.url],
+                                                   timeout: .milliseconds(300))
+            await #expect(throws: CredentialsError.self) { _ = try await provider.load(logger: logger) }
+        }
+    }
+
+    @Test func iniParsing() {
+        let ini = ProfileCredentialsProvider.parseINI("""
+            [ default ]
+            a = 1
+            ; comment
+            [profile  x]
+            b=2
+            s3 =
+              nested = ignored
+            """)
+        #expect(ini["default"]?["a"] == "1")
+        #expect(ini["profile x"]?["b"] == "2")
+        #expect(ini["profile x"]?["nested"] == nil)
+    }
+}
