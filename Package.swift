@@ -9,6 +9,8 @@ let package = Package(
     products: [
         .executable(name: "switchman", targets: ["switchman"]),
         .library(name: "Raft", targets: ["Raft"]),
+        // Kept out of `switchman`: the Raft-vs-etcd benchmark (docs/BENCHMARKS.md).
+        .executable(name: "switchman-bench", targets: ["SwitchmanBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
@@ -71,6 +73,26 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // What the benchmark's client and server agree on (JSON bodies, entry encoding) and
+        // its statistics; Foundation only, so it is unit-tested without starting processes.
+        .target(name: "BenchSupport"),
+        .executableTarget(
+            name: "SwitchmanBench",
+            dependencies: [
+                "BenchSupport",
+                "Raft",
+                "RaftRuntime",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(name: "BenchSupportTests", dependencies: ["BenchSupport"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftTestKit"]),
         .testTarget(name: "RaftSimulationTests", dependencies: ["Raft", "RaftTestKit"]),
         .testTarget(
