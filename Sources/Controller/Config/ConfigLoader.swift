@@ -90,6 +90,9 @@ struct Fields {
 struct ConfigReader {
     let file: String
     var diagnostics: [ConfigDiagnostic] = []
+    /// Every tunnel name the file declares, valid tunnel or not, so one bad tunnel entry
+    /// does not also make every route naming it fail as "unknown tunnel".
+    var declaredTunnels: Set<String> = []
 
     init(file: String) { self.file = file }
 
@@ -406,6 +409,7 @@ struct ConfigReader {
                     }
                 }
             }
+            if let name { declaredTunnels.insert(name) }
             if let name, let nameAt = f["name"] {
                 if let earlier = firstName[name] {
                     error(nameAt, "duplicate tunnel name \"\(name)\" (first used at \(earlier.path), line \(earlier.line))")
@@ -510,6 +514,7 @@ struct ConfigReader {
         for route in routes {
             for (name, at) in zip(route.value.candidates, route.candidatesAt) {
                 guard let tunnel = tunnelByName[name] else {
+                    if declaredTunnels.contains(name) { continue }
                     var message = "unknown tunnel \"\(name)\""
                     if let near = suggestion(for: name, among: tunnels.map(\.value.name)) { message += " (did you mean \"\(near)\"?)" }
                     error(at, message)
