@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.0"),
     ],
     targets: [
         // The core and the simulator are optimized even in debug builds: the simulation
@@ -63,12 +64,23 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
+        // The controller's pure parts (config, replicated failover state, planner) for now;
+        // RaftRuntime and Actuators join when the reconciler and `serve` wire it up.
+        .target(
+            name: "Controller",
+            dependencies: [
+                "Raft",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "switchman",
             dependencies: [
                 "Raft",
                 "RaftRuntime",
                 "Actuators",
+                "Controller",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -95,6 +107,7 @@ let package = Package(
         .testTarget(name: "BenchSupportTests", dependencies: ["BenchSupport"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftTestKit"]),
         .testTarget(name: "RaftSimulationTests", dependencies: ["Raft", "RaftTestKit"]),
+        .testTarget(name: "ControllerTests", dependencies: ["Controller"]),
         .testTarget(
             name: "RaftRuntimeTests",
             dependencies: [

@@ -11,7 +11,7 @@ struct Switchman: AsyncParsableCommand {
             Route 53 records.
             """,
         version: SwitchmanVersion.string,
-        subcommands: [Demo.self, Certs.self, Debug.self]
+        subcommands: [Demo.self, Certs.self, ConfigCommand.self, Debug.self]
     )
 }
 

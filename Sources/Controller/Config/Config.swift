@@ -1,0 +1,162 @@
+import Foundation
+
+/// The controller's configuration, as read from YAML by `ConfigLoader`. The schema, its
+/// defaults and every validation are described in docs/CONFIG.md.
+public struct SwitchmanConfig: Sendable, Equatable {
+    public var cluster: ClusterConfig
+    public var tls: TLSConfig
+    /// Where the replica keeps its Raft log; `{id}` is replaced by the member id.
+    public var dataDir: String
+    public var aws: AWSConfig
+    public var tunnels: [TunnelConfig]
+    /// Every managed route, with `routeSets` already expanded, in file order.
+    public var routes: [RouteConfig]
+    public var health: HealthConfig
+    public var timing: TimingConfig
+
+    public func tunnel(named name: String) -> TunnelConfig? {
+        tunnels.first { $0.name == name }
+    }
+
+    public func dataDir(for member: UInt64) -> String {
+        dataDir.replacingOccurrences(of: "{id}", with: String(member))
+    }
+}
+
+public struct ClusterConfig: Sendable, Equatable {
+    public var name: String
+    public var members: [MemberConfig]
+}
+
+public struct MemberConfig: Sendable, Equatable {
+    public var id: UInt64
+    /// Raft traffic between replicas (mTLS).
+    public var peer: HostPort
+    /// The admin API and the CLI.
+    public var admin: HostPort
+    public var zone: String
+}
+
+public struct TLSConfig: Sendable, Equatable {
+    public var ca: String
+    public var cert: String
+    public var key: String
+
+    /// The files of one member: `{id}` in a path becomes the member id, so one file serves
+    /// every replica.
+    public func paths(for member: UInt64) -> (ca: String, cert: String, key: String) {
+        let id = String(member)
+        return (
+            ca.replacingOccurrences(of: "{id}", with: id),
+            cert.replacingOccurrences(of: "{id}", with: id),
+            key.replacingOccurrences(of: "{id}", with: id)
+        )
+    }
+}
+
+public struct AWSConfig: Sendable, Equatable {
+    /// The default region of tunnels and routes that name none.
+    public var region: String
+    /// An endpoint override (moto in tests, a VPC endpoint in production).
+    public var endpoint: String?
+    public var profile: String?
+}
+
+public struct TunnelConfig: Sendable, Equatable {
+    public var name: String
+    public var region: String?
+    /// The VPN instance is found by tag, not by id, so a replacement instance is found too.
+    public var instance: InstanceSelector
+    public var sentinel: HostPort
+    public var dns: DNSRecordConfig?
+}
+
+public struct InstanceSelector: Sendable, Equatable {
+    public var tagKey: String
+    public var tagValue: String
+}
+
+public struct DNSRecordConfig: Sendable, Equatable {
+    public var zoneId: String
+    public var name: String
+    public var ttl: Int
+}
+
+public struct RouteConfig: Sendable, Equatable {
+    public var routeTable: String
+    public var destination: IPv4CIDR
+    /// Tunnel names, most preferred first.
+    public var candidates: [String]
+    public var region: String?
+}
+
+public struct HealthConfig: Sendable, Equatable {
+    public var probeInterval: Duration
+    public var probeTimeout: Duration
+    /// Consecutive failed probes before a replica says a tunnel is down.
+    public var fall: Int
+    /// Consecutive good probes before a replica says a tunnel is up.
+    public var rise: Int
+    public var failbackHoldDown: Duration
+    public var autoFailback: Bool
+    /// How long a replica's observation counts towards a verdict.
+    public var observationTTL: Duration
+
+    public static let defaults = HealthConfig(
+        probeInterval: .seconds(1),
+        probeTimeout: .milliseconds(500),
+        fall: 3,
+        rise: 5,
+        failbackHoldDown: .seconds(60),
+        autoFailback: true,
+        observationTTL: .seconds(15)
+    )
+}
+
+public struct TimingConfig: Sendable, Equatable {
+    public var heartbeat: Duration
+    public var electionTimeout: Duration
+    /// The largest rate difference assumed between two replicas' monotonic clocks.
+    public var maxClockDrift: Double
+
+    public static let defaults = TimingConfig(heartbeat: .milliseconds(100), electionTimeout: .seconds(1), maxClockDrift: 0.05)
+
+    /// How long a leader may act after a quorum acknowledged a heartbeat (DESIGN rule 3).
+    public var lease: Duration {
+        let ms = Double(electionTimeout.milliseconds) * (1 - maxClockDrift)
+        return .milliseconds(Int64(ms.rounded(.down)))
+    }
+}
+
+/// One problem found in a config file, pinned to a key path and a line.
+public struct ConfigDiagnostic: Sendable, Hashable, CustomStringConvertible {
+    public enum Severity: String, Sendable, Hashable {
+        case error, warning
+    }
+
+    public var severity: Severity
+    public var file: String
+    /// 1-based; `nil` only when the problem has no place in the file (an unreadable file).
+    public var line: Int?
+    /// Like `tunnels[2].sentinel`; empty for the document as a whole.
+    public var path: String
+    public var message: String
+
+    public var description: String {
+        var s = file
+        if let line { s += ":\(line)" }
+        s += ": "
+        if severity == .warning { s += "warning: " }
+        if !path.isEmpty { s += "\(path): " }
+        return s + message
+    }
+}
+
+public struct ConfigLoadResult: Sendable {
+    /// Set only when there are no errors (warnings allowed).
+    public var config: SwitchmanConfig?
+    public var diagnostics: [ConfigDiagnostic]
+
+    public var errors: [ConfigDiagnostic] { diagnostics.filter { $0.severity == .error } }
+    public var warnings: [ConfigDiagnostic] { diagnostics.filter { $0.severity == .warning } }
+}

@@ -1,0 +1,245 @@
+/// One replica's latest report about one tunnel.
+public struct Observation: Sendable, Hashable {
+    public var healthyRun: UInt32
+    public var unhealthyRun: UInt32
+    public var rttMillis: UInt32?
+    /// The stamp of the entry that carried it.
+    public var at: Stamp
+
+    public init(healthyRun: UInt32, unhealthyRun: UInt32, rttMillis: UInt32?, at: Stamp) {
+        self.healthyRun = healthyRun
+        self.unhealthyRun = unhealthyRun
+        self.rttMillis = rttMillis
+        self.at = at
+    }
+}
+
+public struct Drain: Sendable, Hashable {
+    public var reason: String
+    public var by: String
+    public var since: Stamp
+}
+
+public struct TunnelState: Sendable, Hashable {
+    public var verdict: TunnelVerdict = .unknown
+    public var verdictSince: Stamp?
+    /// The last time a majority of fresh observations said down. The failback hold-down
+    /// counts from here, so a tunnel that keeps flapping keeps restarting its hold-down.
+    public var lastDownEvidence: Stamp?
+    /// Too few fresh observations to decide: the verdict is the last one decided.
+    public var stale: Bool = false
+    public var failbackApproved: Bool = false
+    public var observations: [ReplicaID: Observation] = [:]
+    public var drain: Drain?
+    public var identity: InstanceIdentity?
+
+    public init() {}
+}
+
+public struct PendingIntent: Sendable, Hashable {
+    public var token: FencingToken
+    public var write: ActuationWrite
+    public var at: Stamp
+}
+
+public enum EventKind: Sendable, Hashable {
+    case tunnelDown(tunnel: String, saysDown: UInt32, fresh: UInt32)
+    case tunnelUp(tunnel: String, saysUp: UInt32, fresh: UInt32, failback: Bool)
+    case observationsStale(tunnel: String, fresh: UInt32)
+    case observationsFresh(tunnel: String, fresh: UInt32)
+    case drained(tunnel: String, reason: String, by: String)
+    case undrained(tunnel: String, by: String)
+    case failbackApproved(tunnel: String, by: String)
+    case instanceDiscovered(tunnel: String, InstanceIdentity)
+    case instanceReplaced(tunnel: String, old: InstanceIdentity, new: InstanceIdentity)
+    case intent(FencingToken, ActuationWrite)
+    case outcome(FencingToken, success: Bool, detail: String, requestId: String)
+    case outcomeWithoutIntent(FencingToken, success: Bool)
+    case intentAbandoned(FencingToken)
+    case policyChanged(HealthPolicy)
+}
+
+public struct Event: Sendable, Hashable {
+    public var seq: UInt64
+    public var at: Stamp
+    public var kind: EventKind
+}
+
+/// The last `capacity` events, oldest first. Sequence numbers keep counting past evictions
+/// so a client that polls can tell when it missed some.
+public struct EventLog: Sendable, Hashable {
+    public private(set) var capacity: Int
+    public private(set) var events: [Event] = []
+    public private(set) var nextSeq: UInt64 = 1
+
+    public init(capacity: Int = 1000) { self.capacity = max(1, capacity) }
+
+    init(capacity: Int, events: [Event], nextSeq: UInt64) {
+        self.capacity = max(1, capacity)
+        self.events = Array(events.suffix(self.capacity))
+        self.nextSeq = nextSeq
+    }
+
+    mutating func append(_ kind: EventKind, at: Stamp) {
+        events.append(Event(seq: nextSeq, at: at, kind: kind))
+        nextSeq &+= 1
+        if events.count > capacity { events.removeFirst(events.count - capacity) }
+    }
+}
+
+/// The replicated failover state: applied from committed entries in log order on every
+/// replica, it must reach the same result everywhere. Hence no clock (time is the entry
+/// stamp), no randomness, no I/O, and deterministic iteration (sorted keys) wherever order
+/// shows in the output. The rules are explained in docs/CONTROLLER.md.
+public struct FailoverState: Sendable, Hashable {
+    public internal(set) var policy: HealthPolicy
+    /// The latest stamp applied. Time never runs backwards inside the state even if a new
+    /// leader's wall clock is behind the old one's.
+    public internal(set) var now: Stamp = Stamp(millis: 0)
+    public internal(set) var tunnels: [String: TunnelState] = [:]
+    public internal(set) var pending: [FencingToken: PendingIntent] = [:]
+    /// The last target each route was successfully written to: what the planner keeps when
+    /// no candidate qualifies (never blackhole).
+    public internal(set) var routeTargets: [RouteKey: RouteTarget] = [:]
+    public internal(set) var events: EventLog
+
+    /// Intents whose outcome never arrived (a leader died mid-write) are dropped past this.
+    public static let maxPendingIntents = 10_000
+
+    public init(policy: HealthPolicy = .default, eventCapacity: Int = 1000) {
+        self.policy = policy
+        self.events = EventLog(capacity: eventCapacity)
+    }
+
+    public func tunnel(_ name: String) -> TunnelState? { tunnels[name] }
+
+    public func verdict(of tunnel: String) -> TunnelVerdict { tunnels[tunnel]?.verdict ?? .unknown }
+
+    @discardableResult
+    public mutating func apply(_ command: ControllerCommand, stamp: Stamp) -> [Directive] {
+        if stamp > now { now = stamp }
+        var directives: [Directive] = []
+        switch command {
+        case .setPolicy(let newPolicy):
+            guard newPolicy != policy else { break }
+            policy = newPolicy
+            events.append(.policyChanged(newPolicy), at: now)
+            directives.append(.replan)
+            for name in tunnels.keys.sorted() { evaluate(name, into: &directives) }
+
+        case .observe(let replica, let name, let healthyRun, let unhealthyRun, let rtt):
+            tunnels[name, default: TunnelState()].observations[replica] = Observation(
+                healthyRun: healthyRun, unhealthyRun: unhealthyRun, rttMillis: rtt, at: now)
+            evaluate(name, into: &directives)
+
+        case .tick:
+            for name in tunnels.keys.sorted() { evaluate(name, into: &directives) }
+
+        case .drain(let name, let reason, let by):
+            let wasDrained = tunnels[name]?.drain != nil
+            tunnels[name, default: TunnelState()].drain = Drain(reason: reason, by: by, since: now)
+            events.append(.drained(tunnel: name, reason: reason, by: by), at: now)
+            if !wasDrained { directives.append(.replan) }
+
+        case .undrain(let name, let by):
+            guard tunnels[name]?.drain != nil else { break }
+            tunnels[name]?.drain = nil
+            events.append(.undrained(tunnel: name, by: by), at: now)
+            directives.append(.replan)
+
+        case .approveFailback(let name, let by):
+            tunnels[name, default: TunnelState()].failbackApproved = true
+            events.append(.failbackApproved(tunnel: name, by: by), at: now)
+            evaluate(name, into: &directives)
+
+        case .instanceIdentity(let name, let identity):
+            let old = tunnels[name]?.identity
+            guard old != identity else { break }
+            tunnels[name, default: TunnelState()].identity = identity
+            if let old {
+                events.append(.instanceReplaced(tunnel: name, old: old, new: identity), at: now)
+            } else {
+                events.append(.instanceDiscovered(tunnel: name, identity), at: now)
+            }
+            directives.append(.instanceChanged(tunnel: name, old: old, new: identity))
+            directives.append(.replan)
+
+        case .intent(let token, let write):
+            guard pending[token] == nil else { break }
+            // An intent of a newer term means its leader waited out every older lease
+            // (lock-delay, DESIGN rule 3): an older term's write still pending can no longer
+            // happen, and its outcome will never come.
+            for stale in pending.keys.filter({ $0.term < token.term }).sorted() {
+                pending[stale] = nil
+                events.append(.intentAbandoned(stale), at: now)
+            }
+            pending[token] = PendingIntent(token: token, write: write, at: now)
+            if pending.count > Self.maxPendingIntents, let oldest = pending.keys.min() {
+                pending[oldest] = nil
+                events.append(.intentAbandoned(oldest), at: now)
+            }
+            events.append(.intent(token, write), at: now)
+            directives.append(.execute(token, write))
+
+        case .outcome(let token, let success, let detail, let requestId):
+            guard let intent = pending.removeValue(forKey: token) else {
+                events.append(.outcomeWithoutIntent(token, success: success), at: now)
+                break
+            }
+            events.append(.outcome(token, success: success, detail: detail, requestId: requestId), at: now)
+            if success, case .route(let key, let target) = intent.write {
+                routeTargets[key] = target
+            }
+            directives.append(.outcomeRecorded(token, success: success))
+        }
+        return directives
+    }
+
+    /// The verdict rules for one tunnel at `now` (docs/CONTROLLER.md).
+    mutating func evaluate(_ name: String, into directives: inout [Directive]) {
+        guard var t = tunnels[name] else { return }
+        defer { tunnels[name] = t }
+        let fresh = t.observations.values.filter { now.millis(since: $0.at) < policy.observationTTLMillis }
+        let freshCount = UInt32(clamping: fresh.count)
+        guard freshCount >= policy.minimumObservers else {
+            if !t.stale {
+                t.stale = true
+                events.append(.observationsStale(tunnel: name, fresh: freshCount), at: now)
+            }
+            return
+        }
+        if t.stale {
+            t.stale = false
+            events.append(.observationsFresh(tunnel: name, fresh: freshCount), at: now)
+        }
+        let saysDown = UInt32(clamping: fresh.filter { $0.unhealthyRun >= policy.fall }.count)
+        let saysUp = UInt32(clamping: fresh.filter { $0.healthyRun >= policy.rise }.count)
+        let old = t.verdict
+        if UInt64(saysDown) * 2 > UInt64(freshCount) {
+            t.lastDownEvidence = now
+            guard old != .down else { return }
+            t.verdict = .down
+            t.verdictSince = now
+            t.failbackApproved = false
+            events.append(.tunnelDown(tunnel: name, saysDown: saysDown, fresh: freshCount), at: now)
+        } else if UInt64(saysUp) * 2 > UInt64(freshCount) {
+            switch old {
+            case .up:
+                return
+            case .unknown:
+                break
+            case .down:
+                let heldDown = t.lastDownEvidence.map { now.millis(since: $0) } ?? UInt64.max
+                guard heldDown >= policy.failbackHoldDownMillis, policy.autoFailback || t.failbackApproved else { return }
+            }
+            t.verdict = .up
+            t.verdictSince = now
+            t.failbackApproved = false
+            events.append(.tunnelUp(tunnel: name, saysUp: saysUp, fresh: freshCount, failback: old == .down), at: now)
+        } else {
+            return
+        }
+        directives.append(.verdictChanged(tunnel: name, from: old, to: t.verdict))
+        directives.append(.replan)
+    }
+}

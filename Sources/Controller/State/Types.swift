@@ -1,0 +1,167 @@
+/// A point in time stamped by the leader on the entry it proposes (milliseconds since the
+/// Unix epoch, from its wall clock). The replicated state machine reads no clock: every
+/// replica applying the same entries sees the same stamps and so reaches the same verdicts
+/// (DESIGN rule 6).
+public struct Stamp: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public var millis: UInt64
+
+    public init(millis: UInt64) { self.millis = millis }
+
+    public static func < (lhs: Stamp, rhs: Stamp) -> Bool { lhs.millis < rhs.millis }
+
+    /// Milliseconds from `earlier` to `self`, zero if `earlier` is later (a snapshot from
+    /// outside could hold anything; arithmetic on it must not trap).
+    public func millis(since earlier: Stamp) -> UInt64 {
+        millis >= earlier.millis ? millis - earlier.millis : 0
+    }
+
+    public var description: String { "t=\(millis)ms" }
+}
+
+public typealias ReplicaID = UInt64
+
+/// The (term, log index) of the intent entry that authorises one AWS write (DESIGN rule 4).
+/// Local to Controller until it is unified with the Actuators one.
+public struct FencingToken: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public var term: UInt64
+    public var index: UInt64
+
+    public init(term: UInt64, index: UInt64) {
+        self.term = term
+        self.index = index
+    }
+
+    public static func < (lhs: FencingToken, rhs: FencingToken) -> Bool { (lhs.term, lhs.index) < (rhs.term, rhs.index) }
+
+    public var description: String { "term/\(term) index/\(index)" }
+}
+
+/// The health rules, replicated rather than read from each replica's config file: replicas
+/// whose files disagreed would otherwise compute different verdicts from the same log.
+public struct HealthPolicy: Sendable, Hashable {
+    public var fall: UInt32
+    public var rise: UInt32
+    public var observationTTLMillis: UInt64
+    public var failbackHoldDownMillis: UInt64
+    public var autoFailback: Bool
+    /// Fewer fresh observers than this decide nothing (see docs/CONTROLLER.md).
+    public var minimumObservers: UInt32
+
+    public init(fall: UInt32, rise: UInt32, observationTTLMillis: UInt64, failbackHoldDownMillis: UInt64, autoFailback: Bool, minimumObservers: UInt32) {
+        self.fall = max(1, fall)
+        self.rise = max(1, rise)
+        self.observationTTLMillis = observationTTLMillis
+        self.failbackHoldDownMillis = failbackHoldDownMillis
+        self.autoFailback = autoFailback
+        self.minimumObservers = max(1, minimumObservers)
+    }
+
+    /// The policy of a config: the minimum number of observers is a majority of the members,
+    /// the same count the Raft cluster needs to make progress at all.
+    public init(health: HealthConfig, memberCount: Int) {
+        self.init(
+            fall: UInt32(clamping: health.fall), rise: UInt32(clamping: health.rise),
+            observationTTLMillis: UInt64(clamping: health.observationTTL.milliseconds),
+            failbackHoldDownMillis: UInt64(clamping: health.failbackHoldDown.milliseconds),
+            autoFailback: health.autoFailback, minimumObservers: UInt32(clamping: memberCount / 2 + 1))
+    }
+
+    public static let `default` = HealthPolicy(health: .defaults, memberCount: 3)
+}
+
+/// The VPN instance currently behind a tunnel, as the leader found it by its EC2 tag.
+public struct InstanceIdentity: Sendable, Hashable, CustomStringConvertible {
+    public var instanceId: String
+    public var eniId: String
+    public var privateIP: String
+
+    public init(instanceId: String, eniId: String, privateIP: String) {
+        self.instanceId = instanceId
+        self.eniId = eniId
+        self.privateIP = privateIP
+    }
+
+    public var description: String { "\(instanceId)/\(eniId)/\(privateIP)" }
+}
+
+/// Where a route points: the tunnel it was chosen for, and the instance and ENI behind it then.
+public struct RouteTarget: Sendable, Hashable, CustomStringConvertible {
+    public var tunnel: String
+    public var instanceId: String
+    public var eniId: String
+
+    public init(tunnel: String, instanceId: String, eniId: String) {
+        self.tunnel = tunnel
+        self.instanceId = instanceId
+        self.eniId = eniId
+    }
+
+    public var description: String { "\(tunnel) (\(instanceId), \(eniId))" }
+}
+
+public struct RouteKey: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public var routeTable: String
+    public var destination: IPv4CIDR
+
+    public init(routeTable: String, destination: IPv4CIDR) {
+        self.routeTable = routeTable
+        self.destination = destination
+    }
+
+    public static func < (lhs: RouteKey, rhs: RouteKey) -> Bool {
+        (lhs.routeTable, lhs.destination.address, lhs.destination.prefixLength) < (rhs.routeTable, rhs.destination.address, rhs.destination.prefixLength)
+    }
+
+    public var description: String { "\(routeTable) \(destination)" }
+}
+
+/// One AWS write, committed as an intent before it is made.
+public enum ActuationWrite: Sendable, Hashable {
+    case route(RouteKey, target: RouteTarget)
+    case dns(zoneId: String, name: String, address: String, ttl: UInt32)
+}
+
+public enum ControllerCommand: Sendable, Hashable {
+    /// The leader replicates the health policy of its config when the state's differs.
+    case setPolicy(HealthPolicy)
+    /// What one replica's probes see of one tunnel: its current run of consecutive healthy
+    /// or unhealthy probes (one of the two is zero). Sent on change and as a periodic refresh.
+    case observe(replica: ReplicaID, tunnel: String, healthyRun: UInt32, unhealthyRun: UInt32, rttMillis: UInt32?)
+    /// Re-evaluates every tunnel at the entry's stamp, so staleness and hold-downs advance
+    /// even when no observation arrives.
+    case tick
+    case drain(tunnel: String, reason: String, by: String)
+    case undrain(tunnel: String, by: String)
+    /// With automatic failback off, lets one failback happen once the tunnel qualifies.
+    case approveFailback(tunnel: String, by: String)
+    case instanceIdentity(tunnel: String, InstanceIdentity)
+    case intent(FencingToken, ActuationWrite)
+    case outcome(FencingToken, success: Bool, detail: String, requestId: String)
+}
+
+public enum TunnelVerdict: UInt8, Sendable, Hashable, CustomStringConvertible {
+    /// Never decided: nothing routes to it until a majority says up.
+    case unknown = 0
+    case up = 1
+    case down = 2
+
+    public var description: String {
+        switch self {
+        case .unknown: return "unknown"
+        case .up: return "up"
+        case .down: return "down"
+        }
+    }
+}
+
+/// What the shell should do after an entry was applied. Every replica gets the same list;
+/// only the leader acts on `execute`.
+public enum Directive: Sendable, Hashable {
+    case verdictChanged(tunnel: String, from: TunnelVerdict, to: TunnelVerdict)
+    /// Something the planner reads changed (verdict, drain, identity, policy).
+    case replan
+    case instanceChanged(tunnel: String, old: InstanceIdentity?, new: InstanceIdentity)
+    /// The intent is committed: the leader may now make the write (if its lease allows).
+    case execute(FencingToken, ActuationWrite)
+    case outcomeRecorded(FencingToken, success: Bool)
+}

@@ -1,0 +1,306 @@
+import Foundation
+import Testing
+@testable import Controller
+
+@Suite struct ConfigTests {
+    @Test func baseConfigIsValid() throws {
+        let result = ConfigLoader.load(yaml: baseYAML, file: "t.yaml")
+        #expect(result.diagnostics.isEmpty, "\(result.diagnostics)")
+        let config = try #require(result.config)
+        #expect(config.cluster.members.map(\.id) == [1, 2, 3])
+        #expect(config.routes.count == 2)
+        #expect(config.health.failbackHoldDown == .seconds(30))
+        #expect(config.health.observationTTL == HealthConfig.defaults.observationTTL)
+        #expect(config.timing.lease == .milliseconds(950))
+        #expect(config.tls.paths(for: 2).cert == "node-2.pem")
+        #expect(config.dataDir(for: 3) == "/var/lib/switchman/3")
+    }
+
+    @Test func fullExampleIsValid() throws {
+        let path = repoRoot.appendingPathComponent("docs/example-config.yaml").path
+        let result = ConfigLoader.load(contentsOf: path)
+        #expect(result.diagnostics.isEmpty, "\(result.diagnostics.map(\.description))")
+        let config = try #require(result.config)
+        #expect(config.cluster.name == "interconnect-prod")
+        #expect(config.tunnels.count == 4)
+        #expect(config.tunnel(named: "a-vpn1")?.dns == DNSRecordConfig(zoneId: "Z0123456789ABC", name: "vpn1.a.example.internal", ttl: 30))
+        #expect(config.tunnel(named: "a-vpn2")?.dns?.ttl == 60)
+        #expect(config.tunnel(named: "b-vpn3")?.region == "us-west-2")
+        #expect(config.tunnel(named: "b-vpn3")?.sentinel == HostPort(host: "172.16.0.10", port: 7300))
+        // 2 routes + a route set of 2 tables × 2 destinations.
+        #expect(config.routes.count == 6)
+        #expect(config.routes[2] == RouteConfig(routeTable: "rtb-0b1a", destination: try #require(try? IPv4CIDR.parse("10.0.0.0/16").get()), candidates: ["b-vpn3", "b-vpn4"], region: "us-west-2"))
+        #expect(config.health.failbackHoldDown == .seconds(120))
+        #expect(config.health.rise == 5)
+        #expect(config.aws == AWSConfig(region: "us-east-1", endpoint: nil, profile: nil))
+    }
+
+    @Test func defaultsApplyWhenHealthAndTimingAreOmitted() throws {
+        let cut = try #require(baseYAML.range(of: "health:"))
+        let yaml = String(baseYAML[..<cut.lowerBound])
+        let config = try #require(ConfigLoader.load(yaml: yaml, file: "t.yaml").config)
+        #expect(config.health == .defaults)
+        #expect(config.timing == .defaults)
+    }
+
+    @Test func unknownKeySuggestsTheClosestKnownOne() {
+        let yaml = replacing("    sentinel: \"vpn1.internal:7300\"", with: "    sentinal: \"vpn1.internal:7300\"")
+        let l = line(of: "sentinal", in: yaml)
+        let m = errorMessages(yaml)
+        #expect(m.contains("t.yaml:\(l): tunnels[0].sentinal: unknown key \"sentinal\" (did you mean \"sentinel\"?)"), "\(m)")
+        #expect(m.contains("t.yaml:\(line(of: "- name: vpn1", in: yaml)): tunnels[0].sentinel: missing required key"), "\(m)")
+    }
+
+    @Test func unknownTopLevelKeyWithoutCloseMatch() {
+        let yaml = baseYAML + "frobnicate: 1\n"
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "frobnicate", in: yaml)): frobnicate: unknown key \"frobnicate\""])
+    }
+
+    @Test func wrongTypes() {
+        var yaml = replacing("fall: 3", with: "fall: many")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "fall: many", in: yaml)): health.fall: expected an integer, got \"many\""])
+        yaml = replacing("autoFailback: true", with: "autoFailback: sometimes")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "autoFailback", in: yaml)): health.autoFailback: expected true or false, got \"sometimes\""])
+        yaml = replacing("  region: us-east-1", with: "  region: [us-east-1]")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "region:", in: yaml)): aws.region: expected a string, got a list"])
+        yaml = replacing("    candidates: [vpn1, vpn2]", with: "    candidates: vpn1")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "candidates: vpn1", in: yaml)): routes[0].candidates: expected a list, got \"vpn1\""])
+        yaml = replacing("maxClockDrift: 0.05", with: "maxClockDrift: lots")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "maxClockDrift", in: yaml)): timing.maxClockDrift: expected a number, got \"lots\""])
+        yaml = replacing("dataDir: \"/var/lib/switchman/{id}\"", with: "dataDir:")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "dataDir", in: yaml)): dataDir: expected a string, got nothing"])
+    }
+
+    @Test func badDurations() {
+        for bad in ["5", "1x", "ms", "1.s", "-1s", "1s2"] {
+            let yaml = replacing("probeInterval: 1s", with: "probeInterval: \"\(bad)\"")
+            #expect(
+                errorMessages(yaml) == ["t.yaml:\(line(of: "probeInterval", in: yaml)): health.probeInterval: expected a duration like 250ms, 1s or 1m30s, got \"\(bad)\""],
+                "\(bad)")
+        }
+        #expect(DurationParser.parse("1m30s") == .seconds(90))
+        #expect(DurationParser.parse("250ms") == .milliseconds(250))
+        #expect(DurationParser.parse("1.5s") == .milliseconds(1500))
+        #expect(DurationParser.parse("1h2m3s4ms") == .milliseconds(3_723_004))
+        #expect(DurationParser.parse("10us") == .microseconds(10))
+    }
+
+    @Test func duplicateMemberIDs() {
+        let yaml = replacing("{id: 2,", with: "{id: 1,")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "{id: 1, peer: \"10.0.0.2", in: yaml)): cluster.members[1].id: duplicate member id 1 (first used at cluster.members[0].id, line \(line(of: "{id: 1,", in: yaml)))"])
+    }
+
+    @Test func memberIDMustBePositive() {
+        let yaml = replacing("{id: 3,", with: "{id: 0,")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "{id: 0,", in: yaml)): cluster.members[2].id: must be at least 1, got 0"])
+    }
+
+    @Test func duplicateTunnelNames() {
+        let yaml = replacing("  - name: vpn2", with: "  - name: vpn1")
+        let m = errorMessages(yaml)
+        #expect(m.contains("t.yaml:\(line(of: "- name: vpn1", in: yaml, occurrence: 2)): tunnels[1].name: duplicate tunnel name \"vpn1\" (first used at tunnels[0].name, line \(line(of: "- name: vpn1", in: yaml)))"), "\(m)")
+    }
+
+    @Test func duplicateRoute() {
+        let yaml = replacing("rtb-02", with: "rtb-01")
+        let l2 = line(of: "destination: 10.1.0.0/16", in: yaml, occurrence: 2)
+        let l1 = line(of: "destination: 10.1.0.0/16", in: yaml)
+        #expect(errorMessages(yaml) == ["t.yaml:\(l2): routes[1].destination: duplicate route rtb-01 10.1.0.0/16 (already at routes[0].destination, line \(l1))"])
+    }
+
+    @Test func unknownTunnelReference() {
+        let yaml = replacing("candidates: [vpn2, vpn1]", with: "candidates: [vpn3, vpm1]")
+        let l = line(of: "vpn3", in: yaml)
+        let m = errorMessages(yaml)
+        #expect(m == [
+            "t.yaml:\(l): routes[1].candidates[0]: unknown tunnel \"vpn3\" (did you mean \"vpn1\"?)",
+            "t.yaml:\(l): routes[1].candidates[1]: unknown tunnel \"vpm1\" (did you mean \"vpn1\"?)",
+        ], "\(m)")
+    }
+
+    @Test func repeatedCandidate() {
+        let yaml = replacing("candidates: [vpn2, vpn1]", with: "candidates: [vpn2, vpn2]")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "[vpn2, vpn2]", in: yaml)): routes[1].candidates[1]: tunnel \"vpn2\" is already a candidate at routes[1].candidates[0]"])
+    }
+
+    @Test func overlappingCIDRsInOneRouteTable() {
+        let yaml = baseYAML.replacingOccurrences(of: "health:", with: """
+              - routeTable: rtb-01
+                destination: 10.1.2.0/24
+                candidates: [vpn1]
+            health:
+            """)
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "10.1.2.0/24", in: yaml)): routes[2].destination: 10.1.2.0/24 overlaps 10.1.0.0/16 (routes[0].destination, line \(line(of: "10.1.0.0/16", in: yaml))) in route table rtb-01; one route would shadow part of the other"])
+        // The same prefixes in different route tables are fine.
+        let other = yaml.replacingOccurrences(of: "  - routeTable: rtb-01\n    destination: 10.1.2.0/24", with: "  - routeTable: rtb-03\n    destination: 10.1.2.0/24")
+        #expect(errorMessages(other) == [])
+    }
+
+    @Test func malformedCIDRs() {
+        var yaml = replacing("destination: 10.1.0.0/16", with: "destination: 10.1.0.0/33")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "/33", in: yaml)): routes[0].destination: expected an IPv4 CIDR like 10.1.0.0/16, got \"10.1.0.0/33\""])
+        yaml = replacing("destination: 10.1.0.0/16", with: "destination: 10.1.0.1/16")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "10.1.0.1/16", in: yaml)): routes[0].destination: \"10.1.0.1/16\" has host bits set (did you mean 10.1.0.0/16?)"])
+        for bad in ["10.1.0/16", "10.1.0.0", "300.1.0.0/16", "010.1.0.0/16", "a.b.c.d/8"] {
+            #expect(IPv4CIDR.parse(bad) == .failure(.malformed), "\(bad)")
+        }
+    }
+
+    @Test func badRouteTableID() {
+        let yaml = replacing("routeTable: rtb-01", with: "routeTable: subnet-01")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "subnet-01", in: yaml)): routes[0].routeTable: expected a route table id like rtb-0123abcd, got \"subnet-01\""])
+    }
+
+    @Test func fewerThanThreeMembers() {
+        let yaml = replacing("    - {id: 3, peer: \"10.0.0.3:7100\", admin: \"10.0.0.3:7200\", zone: c}\n", with: "")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "members:", in: yaml) + 1): cluster.members: a cluster needs at least 3 members to survive the loss of one, got 2"])
+    }
+
+    @Test func evenMemberCountWarns() throws {
+        let yaml = replacing("zone: c}\n", with: "zone: c}\n    - {id: 4, peer: \"10.0.0.4:7100\", admin: \"10.0.0.4:7200\", zone: d}\n")
+        let result = ConfigLoader.load(yaml: yaml, file: "t.yaml")
+        #expect(result.errors.isEmpty)
+        #expect(result.config != nil)
+        #expect(result.warnings.map(\.description) == ["t.yaml:\(line(of: "members:", in: yaml) + 1): warning: cluster.members: 4 members tolerate no more failures than 3; use an odd count"])
+    }
+
+    @Test func heartbeatNotShorterThanElectionTimeout() {
+        let yaml = replacing("heartbeat: 100ms", with: "heartbeat: 1s")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "heartbeat", in: yaml)): timing.heartbeat: heartbeat (1s) must be shorter than electionTimeout (1s), or followers time out between heartbeats"])
+    }
+
+    @Test func leaseMustBeShorterThanElectionTimeout() {
+        let yaml = replacing("maxClockDrift: 0.05", with: "maxClockDrift: 0")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "maxClockDrift", in: yaml)): timing.maxClockDrift: the leader lease electionTimeout × (1 − maxClockDrift) = 1s must be positive and shorter than electionTimeout (1s); a maxClockDrift of 0 assumes perfect clocks"])
+        // A lease that rounds down to nothing.
+        let tiny = replacing("heartbeat: 100ms", with: "heartbeat: 100us", in: replacing("electionTimeout: 1s", with: "electionTimeout: 900us"))
+        #expect(errorMessages(tiny).first?.contains("timing.maxClockDrift: the leader lease electionTimeout × (1 − maxClockDrift) = 0s must be positive") == true, "\(errorMessages(tiny))")
+    }
+
+    @Test func maxClockDriftOutOfRange() {
+        for bad in ["0.5", "-0.1", "2"] {
+            let yaml = replacing("maxClockDrift: 0.05", with: "maxClockDrift: \(bad)")
+            #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "maxClockDrift", in: yaml)): timing.maxClockDrift: must be at least 0 and below 0.5, got \(Double(bad) ?? 0)"])
+        }
+    }
+
+    @Test func probeTimeoutNotShorterThanInterval() {
+        let yaml = replacing("probeTimeout: 500ms", with: "probeTimeout: 2s")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "probeTimeout", in: yaml)): health.probeTimeout: probeTimeout (2s) must be shorter than probeInterval (1s), or probes pile up"])
+    }
+
+    @Test func observationTTLMustOutliveAProbeInterval() {
+        let yaml = replacing("autoFailback: true", with: "autoFailback: true\n  observationTTL: 1s")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "observationTTL", in: yaml)): health.observationTTL: observationTTL (1s) must be longer than probeInterval (1s), or every observation is stale before it is refreshed"])
+    }
+
+    @Test func fallAndRiseAtLeastOne() {
+        var yaml = replacing("fall: 3", with: "fall: 0")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "fall: 0", in: yaml)): health.fall: must be between 1 and 1000, got 0"])
+        yaml = replacing("rise: 3", with: "rise: -2")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "rise: -2", in: yaml)): health.rise: must be between 1 and 1000, got -2"])
+    }
+
+    @Test func badSentinelAddress() {
+        let yaml = replacing("sentinel: \"vpn2.internal:7300\"", with: "sentinel: foo")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "sentinel: foo", in: yaml)): tunnels[1].sentinel: expected host:port, got \"foo\""])
+        for good in ["10.0.0.1:1", "vpn.example.com:7300", "[fd00::1]:7300", "localhost:65535"] { #expect(HostPort.parse(good) != nil, "\(good)") }
+        for bad in ["10.0.0.1", "host:0", "host:65536", ":80", "a b:80", "-x:80", "[fd00::1]7300"] { #expect(HostPort.parse(bad) == nil, "\(bad)") }
+    }
+
+    @Test func missingRequiredKeys() {
+        let yaml = replacing("aws:\n  region: us-east-1", with: "aws:\n  profile: p")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "profile: p", in: yaml)): aws.region: missing required key"])
+        let m = errorMessages("cluster: {}\n")
+        #expect(m.count == 6, "\(m)")
+        #expect(m.contains("t.yaml:1: aws: missing required key"))
+        #expect(m.contains("t.yaml:1: cluster.members: missing required key"))
+    }
+
+    @Test func tunnelInAnotherRegionThanTheRoute() {
+        let yaml = replacing("    instance: {tagKey: t, tagValue: vpn2}", with: "    region: eu-west-1\n    instance: {tagKey: t, tagValue: vpn2}")
+        let m = errorMessages(yaml)
+        #expect(m.contains("t.yaml:\(line(of: "[vpn1, vpn2]", in: yaml)): routes[0].candidates[1]: tunnel \"vpn2\" is in eu-west-1 but this route is in us-east-1; a route can only point at an instance in its own VPC"), "\(m)")
+        #expect(m.count == 2)
+    }
+
+    @Test func everyErrorIsCollected() {
+        var yaml = replacing("fall: 3", with: "fall: x")
+        yaml = replacing("sentinel: \"vpn2.internal:7300\"", with: "sentinel: foo", in: yaml)
+        yaml = replacing("{id: 2,", with: "{id: 1,", in: yaml)
+        yaml = replacing("destination: 10.1.0.0/16", with: "destination: nope", in: yaml)
+        let result = ConfigLoader.load(yaml: yaml, file: "t.yaml")
+        #expect(result.config == nil)
+        #expect(result.errors.count == 4, "\(result.errors.map(\.description))")
+        #expect(result.errors.map { $0.line ?? 0 } == result.errors.map { $0.line ?? 0 }.sorted())
+        #expect(result.errors.allSatisfy { $0.line != nil && !$0.path.isEmpty })
+    }
+
+    @Test func yamlSyntaxErrorNamesTheLine() {
+        let yaml = replacing("    candidates: [vpn1, vpn2]", with: "    candidates: [vpn1, vpn2")
+        let m = errorMessages(yaml)
+        #expect(m.count == 1)
+        #expect(m.first?.hasPrefix("t.yaml:") == true && m.first?.contains("invalid YAML") == true, "\(m)")
+        #expect(errorMessages("") == ["t.yaml:1: the file is empty"])
+        #expect(errorMessages("a: 1\na: 2\n").first?.contains("duplicate key") == true, "\(errorMessages("a: 1\na: 2\n"))")
+    }
+
+    @Test func routeSetsExpandAndAreCheckedLikeRoutes() throws {
+        let yaml = baseYAML.replacingOccurrences(of: "health:", with: """
+            routeSets:
+              - name: set
+                routeTables: [rtb-0a, rtb-0b]
+                destinations: [10.2.0.0/16, 10.3.0.0/16, 10.1.0.0/16]
+                candidates: [vpn1, vpn2]
+              - routeTables: [rtb-01]
+                destinations: [10.2.0.0/16]
+                candidates: [vpn2]
+            health:
+            """)
+        let config = try #require(ConfigLoader.load(yaml: yaml, file: "t.yaml").config)
+        #expect(config.routes.count == 2 + 6 + 1)
+        let dup = yaml.replacingOccurrences(of: "  - routeTables: [rtb-01]\n    destinations: [10.2.0.0/16]", with: "  - routeTables: [rtb-01]\n    destinations: [10.1.128.0/17]")
+        #expect(errorMessages(dup) == ["t.yaml:\(line(of: "10.1.128.0/17", in: dup)): routeSets[1].destinations[0]: 10.1.128.0/17 overlaps 10.1.0.0/16 (routes[0].destination, line \(line(of: "10.1.0.0/16", in: dup))) in route table rtb-01; one route would shadow part of the other"])
+    }
+
+    @Test func twentyVPCsParseAndValidate() throws {
+        let yaml = generatedTwentyVPCConfig()
+        let result = ConfigLoader.load(yaml: yaml, file: "twenty.yaml")
+        #expect(result.diagnostics.isEmpty, "\(result.diagnostics.prefix(5).map(\.description))")
+        let config = try #require(result.config)
+        #expect(config.tunnels.count == 40)
+        #expect(config.routes.count == 1000)
+        #expect(Set(config.routes.map { RouteKey(routeTable: $0.routeTable, destination: $0.destination) }).count == 1000)
+    }
+
+    /// Random edits of a valid file: the loader must answer every one without trapping, and
+    /// every problem it finds must carry a line.
+    @Test func randomMutationsNeverCrash() throws {
+        let example = try String(contentsOf: repoRoot.appendingPathComponent("docs/example-config.yaml"), encoding: .utf8)
+        let alphabet = Array(":-[]{},'\"&*!|>#%@ \n\t0123456789abcxyz.~/")
+        var rng = SplitMix64(seed: 0x5EED)
+        var invalid = 0
+        for _ in 0..<400 {
+            var chars = Array(example)
+            for _ in 0..<Int.random(in: 1...6, using: &rng) {
+                guard !chars.isEmpty else { break }
+                let i = Int.random(in: 0..<chars.count, using: &rng)
+                switch Int.random(in: 0..<4, using: &rng) {
+                case 0: chars.remove(at: i)
+                case 1: chars.insert(alphabet.randomElement(using: &rng) ?? " ", at: i)
+                case 2: chars[i] = alphabet.randomElement(using: &rng) ?? " "
+                default:
+                    let j = min(chars.count, i + Int.random(in: 1...40, using: &rng))
+                    chars.insert(contentsOf: chars[i..<j], at: j)
+                }
+            }
+            let result = ConfigLoader.load(yaml: String(chars), file: "f.yaml")
+            if result.config == nil {
+                invalid += 1
+                #expect(!result.errors.isEmpty)
+            }
+            #expect(result.errors.allSatisfy { $0.line != nil || $0.message.contains("invalid YAML") })
+        }
+        #expect(invalid > 100)
+    }
+}
