@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct Switchman: AsyncParsableCommand {
@@ -13,6 +14,25 @@ struct Switchman: AsyncParsableCommand {
         version: SwitchmanVersion.string,
         subcommands: [Demo.self, Certs.self, ConfigCommand.self, Debug.self]
     )
+
+    /// Exit codes the operator can script against: 0 ok, 1 error, 2 usage (ArgumentParser
+    /// would use 64 for usage errors).
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 enum SwitchmanVersion {
