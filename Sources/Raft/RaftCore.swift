@@ -243,10 +243,13 @@ public struct RaftCore: Sendable {
                 heartbeatElapsed = 0
                 broadcastHeartbeat()
             }
-        } else if electionElapsed >= randomizedElectionTimeout {
+        } else if isPromotable && electionElapsed >= randomizedElectionTimeout {
             electionElapsed = 0
-            if isPromotable { campaign(preVote: true, transfer: false) }
+            campaign(preVote: true, transfer: false)
         }
+        // A node that may not campaign (a learner, or a voter that has not yet learned it
+        // was promoted) keeps counting, so once its leader has been silent for a whole
+        // election timeout it stops treating that leader as live and grants votes again.
     }
 
     private var isPromotable: Bool { membership.voters.contains(id) }

@@ -120,7 +120,7 @@ public struct SimulationFailure: Error, Sendable, CustomStringConvertible {
         Raft simulation invariant violated (seed \(seed), \(nodes) nodes, t=\(atMillis) ms): \(violation)
         replay: SWITCHMAN_SIM_SEED=\(seed) SWITCHMAN_SIM_NODES=\(nodes) swift test --filter RaftSimulationTests.replay
         last events:
-        \(trace.suffix(40).joined(separator: "\n"))
+        \(trace.suffix(50).joined(separator: "\n"))
         """
     }
 }

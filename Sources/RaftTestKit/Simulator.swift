@@ -613,7 +613,18 @@ public final class Simulator {
     }
 
     private func failure(_ what: String) -> SimulationFailure {
-        SimulationFailure(seed: config.seed, nodes: config.nodes, atMillis: now, violation: what, trace: trace)
+        var lines = trace
+        lines.append("nodes at failure:")
+        for n in nodes.values.sorted(by: { $0.id < $1.id }) {
+            guard let c = n.core else {
+                lines.append("  \(n.id): down")
+                continue
+            }
+            lines.append(
+                "  \(n.id): \(c.role) term=\(c.term) vote=\(c.hardState.vote) leader=\(c.leader) last=\(c.lastIndex)/\(c.lastTerm) "
+                    + "commit=\(c.commitIndex) applied=\(n.app.index) voters=\(c.membership.voters.sorted()) learners=\(c.membership.learners.sorted())")
+        }
+        return SimulationFailure(seed: config.seed, nodes: config.nodes, atMillis: now, violation: what, trace: lines)
     }
 }
 

@@ -80,6 +80,20 @@ import Testing
         #expect(!r2.effects.contains { if case .send(let m, _) = $0 { return m.type == .preVoteResponse && !m.reject }; return false })
     }
 
+    /// Found by simulation seed 109137: node 4 was promoted to voter in the others' logs but
+    /// still a learner in its own, so it never campaigned — and it must still stop honouring
+    /// a leader that went silent, or the others can never gather a quorum.
+    @Test func aNodeThatMayNotCampaignStillGrantsVotesOnceItsLeaderIsSilent() throws {
+        let m = Membership(voters: [1, 2, 3], learners: [4])
+        var core = try RaftCore(config: RaftConfig(id: 4, electionTicks: 10, randomSeed: 7), bootstrap: m)
+        _ = core.step(.receive(Message(type: .heartbeat, from: 2, to: 4, term: 1)))
+        #expect(core.leader == 2)
+        for _ in 0..<35 { _ = core.step(.tick) }
+        let r = core.step(.receive(Message(type: .preVote, from: 3, to: 4, term: 2, logTerm: 1, index: 5)))
+        let granted = r.effects.contains { if case .send(let msg, _) = $0 { return msg.type == .preVoteResponse && !msg.reject }; return false }
+        #expect(granted)
+    }
+
     @Test func aCandidateWithAShorterLogLosesTheElection() {
         let c = TestCluster(voters: [1, 2, 3])
         c.elect(1)
