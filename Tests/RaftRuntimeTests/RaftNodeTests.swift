@@ -142,7 +142,7 @@ final class LoopbackCluster: @unchecked Sendable {
     func restart(_ id: NodeID) async throws {
         // The kernel may take a moment to release the old listener's port.
         var started: PeerTransport? = nil
-        try await eventually("node \(id) bound its old port") {
+        try await eventually("node \(id) bound its old port", timeout: .seconds(300)) {
             let t = try makeTransport(id, port: ports[id] ?? 0)
             do {
                 try await t.start()

@@ -240,3 +240,16 @@ func restartablePort() throws -> Int {
     }
     throw TimedOut(what: "a free port below the ephemeral range")
 }
+
+/// What the kernel has on a local TCP port (from /proc/net/tcp), for failure messages.
+func listenersOn(port: Int) -> String {
+    guard let table = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8) else { return "no /proc/net/tcp" }
+    let hex = String(format: ":%04X", port)
+    let states = ["01": "ESTABLISHED", "06": "TIME_WAIT", "0A": "LISTEN", "08": "CLOSE_WAIT", "04": "FIN_WAIT1", "05": "FIN_WAIT2"]
+    let rows = table.split(separator: "\n").dropFirst().compactMap { line -> String? in
+        let f = line.split(separator: " ")
+        guard f.count > 3, f[1].hasSuffix(hex) else { return nil }
+        return "\(f[1])->\(f[2]) \(states[String(f[3])] ?? String(f[3]))"
+    }
+    return rows.isEmpty ? "nothing on port \(port)" : rows.joined(separator: ", ")
+}

@@ -181,16 +181,23 @@ struct TransportTests {
         await b.shutdown()
         // The kernel may take a moment to release the old listener's port.
         var restarted: PeerTransport? = nil
-        try await eventually("the restarted transport bound its old port") {
-            let candidate = try makeTransport(id: 2, pki: pki, port: bAddress.port)
-            do {
-                try await candidate.start()
-                restarted = candidate
-                return true
-            } catch {
-                await candidate.shutdown()
-                return false
+        var lastError: (any Error)? = nil
+        do {
+            try await eventually("the restarted transport bound its old port", timeout: .seconds(300)) {
+                let candidate = try makeTransport(id: 2, pki: pki, port: bAddress.port)
+                do {
+                    try await candidate.start()
+                    restarted = candidate
+                    return true
+                } catch {
+                    lastError = error
+                    await candidate.shutdown()
+                    return false
+                }
             }
+        } catch {
+            Issue.record("could not restart on port \(bAddress.port): \(String(describing: lastError)); \(listenersOn(port: bAddress.port))")
+            throw error
         }
         guard let restarted else { return }
         b = restarted

@@ -261,7 +261,14 @@ public final class PeerTransport: Sendable {
         }
         if let server { try? await server.close() }
         for peer in peers { try? await peer.stop().get() }
-        for channel in inboundChannels { try? await channel.close() }
+        for channel in inboundChannels {
+            // Reset rather than a graceful close: half-closed sockets of this incarnation would
+            // otherwise hold our port for up to a minute and keep a restart from binding it.
+            if let socket = channel as? any SocketOptionProvider {
+                try? await socket.setSoLinger(linger(l_onoff: 1, l_linger: 0)).get()
+            }
+            try? await channel.close()
+        }
         context.inbound.finish()
         logger.info("peer transport stopped")
     }
