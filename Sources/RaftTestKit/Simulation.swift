@@ -118,7 +118,7 @@ public struct SimulationFailure: Error, Sendable, CustomStringConvertible {
     public var description: String {
         """
         Raft simulation invariant violated (seed \(seed), \(nodes) nodes, t=\(atMillis) ms): \(violation)
-        replay: SWITCHMAN_SIM_SEED=\(seed) SWITCHMAN_SIM_NODES=\(nodes) swift test --filter RaftSimulationTests.replay
+        replay: SWITCHMAN_SIM_SEED=\(seed) SWITCHMAN_SIM_NODES=\(nodes) swift test --filter SimulationTests/replay
         last events:
         \(trace.suffix(50).joined(separator: "\n"))
         """
