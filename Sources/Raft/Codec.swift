@@ -120,12 +120,16 @@ public enum RaftCodec {
     }
 }
 
-struct ByteWriter {
-    var bytes: [UInt8] = []
+/// The primitives of the format (bytes, LEB128 varints, length-prefixed blobs), public so
+/// that other replicated formats (the controller's) share them rather than copy them.
+public struct ByteWriter: Sendable {
+    public var bytes: [UInt8] = []
 
-    mutating func byte(_ b: UInt8) { bytes.append(b) }
+    public init() {}
 
-    mutating func varint(_ value: UInt64) {
+    public mutating func byte(_ b: UInt8) { bytes.append(b) }
+
+    public mutating func varint(_ value: UInt64) {
         var v = value
         while v >= 0x80 {
             bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
@@ -134,7 +138,7 @@ struct ByteWriter {
         bytes.append(UInt8(v))
     }
 
-    mutating func blob(_ b: [UInt8]) {
+    public mutating func blob(_ b: [UInt8]) {
         varint(UInt64(b.count))
         bytes.append(contentsOf: b)
     }
@@ -185,30 +189,31 @@ struct ByteWriter {
     }
 }
 
-struct ByteReader {
+/// Reads what `ByteWriter` wrote; every length is checked against the bytes that remain.
+public struct ByteReader: Sendable {
     private let bytes: [UInt8]
     private var offset = 0
 
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
 
-    var remaining: Int { bytes.count - offset }
+    public var remaining: Int { bytes.count - offset }
 
     mutating func expectVersion() throws(CodecError) {
         let v = try byte("version")
         guard v == RaftCodec.version else { throw .unsupportedVersion(v) }
     }
 
-    func expectEnd() throws(CodecError) {
+    public func expectEnd() throws(CodecError) {
         guard remaining == 0 else { throw .trailingBytes(remaining) }
     }
 
-    mutating func byte(_ what: String) throws(CodecError) -> UInt8 {
+    public mutating func byte(_ what: String) throws(CodecError) -> UInt8 {
         guard offset < bytes.count else { throw .truncated(what: what) }
         defer { offset += 1 }
         return bytes[offset]
     }
 
-    mutating func varint(_ what: String) throws(CodecError) -> UInt64 {
+    public mutating func varint(_ what: String) throws(CodecError) -> UInt64 {
         var result: UInt64 = 0
         var shift: UInt64 = 0
         while true {
@@ -223,13 +228,13 @@ struct ByteReader {
 
     /// A count of items each at least `minItemSize` bytes long; bounded by what remains so a
     /// forged count cannot make us allocate.
-    mutating func count(_ what: String, minItemSize: Int) throws(CodecError) -> Int {
+    public mutating func count(_ what: String, minItemSize: Int) throws(CodecError) -> Int {
         let n = try varint(what)
         guard n <= UInt64(remaining / max(minItemSize, 1)) else { throw .truncated(what: what) }
         return Int(n)
     }
 
-    mutating func blob(_ what: String) throws(CodecError) -> [UInt8] {
+    public mutating func blob(_ what: String) throws(CodecError) -> [UInt8] {
         let n = try count(what, minItemSize: 1)
         defer { offset += n }
         return Array(bytes[offset..<offset + n])

@@ -1,3 +1,5 @@
+import Raft
+
 /// The binary form of controller commands (Raft entry payloads) and of the whole
 /// `FailoverState` (Raft snapshots).
 ///
@@ -19,6 +21,18 @@ public enum StateCodecError: Error, Sendable, Hashable, CustomStringConvertible 
         case .badMagic: return "not a controller snapshot"
         case .invalidValue(let what): return "invalid value for \(what)"
         case .trailingBytes(let n): return "\(n) unexpected trailing bytes"
+        }
+    }
+}
+
+extension StateCodecError {
+    /// The shared primitives report in the Raft codec's terms; say the same in ours.
+    init(_ error: CodecError) {
+        switch error {
+        case .truncated(let what): self = .truncated(what: what)
+        case .unsupportedVersion(let v): self = .unsupportedVersion(v)
+        case .invalidValue(let what): self = .invalidValue(what: what)
+        case .trailingBytes(let n): self = .trailingBytes(n)
         }
     }
 }
@@ -171,26 +185,19 @@ public enum StateCodec {
     }
 }
 
+/// The controller's values on top of the Raft codec's primitives.
 struct StateWriter {
-    var bytes: [UInt8] = []
+    private var raw = ByteWriter()
 
-    mutating func byte(_ b: UInt8) { bytes.append(b) }
-    mutating func bool(_ b: Bool) { bytes.append(b ? 1 : 0) }
-
-    mutating func varint(_ value: UInt64) {
-        var v = value
-        while v >= 0x80 {
-            bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
-            v >>= 7
-        }
-        bytes.append(UInt8(v))
+    var bytes: [UInt8] {
+        get { raw.bytes }
+        set { raw.bytes = newValue }
     }
 
-    mutating func string(_ s: String) {
-        let utf8 = Array(s.utf8)
-        varint(UInt64(utf8.count))
-        bytes += utf8
-    }
+    mutating func byte(_ b: UInt8) { raw.byte(b) }
+    mutating func bool(_ b: Bool) { raw.byte(b ? 1 : 0) }
+    mutating func varint(_ value: UInt64) { raw.varint(value) }
+    mutating func string(_ s: String) { raw.blob(Array(s.utf8)) }
 
     mutating func optionalVarint(_ v: UInt64?) {
         if let v {
@@ -362,17 +369,14 @@ struct StateWriter {
 }
 
 struct StateReader {
-    let bytes: [UInt8]
-    var position = 0
+    private var raw: ByteReader
 
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    init(_ bytes: [UInt8]) { raw = ByteReader(bytes) }
 
-    var remaining: Int { bytes.count - position }
+    var remaining: Int { raw.remaining }
 
     mutating func byte(_ what: String) throws(StateCodecError) -> UInt8 {
-        guard position < bytes.count else { throw .truncated(what: what) }
-        defer { position += 1 }
-        return bytes[position]
+        do { return try raw.byte(what) } catch { throw StateCodecError(error) }
     }
 
     mutating func bool(_ what: String) throws(StateCodecError) -> Bool {
@@ -384,17 +388,7 @@ struct StateReader {
     }
 
     mutating func varint(_ what: String) throws(StateCodecError) -> UInt64 {
-        var result: UInt64 = 0
-        var shift: UInt64 = 0
-        while true {
-            let b = try byte(what)
-            // The tenth byte may only carry the top bit of a UInt64.
-            if shift == 63, b > 1 { throw .invalidValue(what: what) }
-            result |= UInt64(b & 0x7f) << shift
-            if b & 0x80 == 0 { return result }
-            shift += 7
-            guard shift <= 63 else { throw .invalidValue(what: what) }
-        }
+        do { return try raw.varint(what) } catch { throw StateCodecError(error) }
     }
 
     mutating func varint32(_ what: String) throws(StateCodecError) -> UInt32 {
@@ -414,22 +408,18 @@ struct StateReader {
     /// A list length that the remaining bytes could actually hold, so a forged count cannot
     /// make the decoder reserve or loop beyond the input.
     mutating func count(_ what: String, minBytesEach: Int) throws(StateCodecError) -> Int {
-        let n = try varint(what)
-        guard n <= UInt64(remaining / max(1, minBytesEach)) else { throw .truncated(what: what) }
-        return Int(n)
+        do { return try raw.count(what, minItemSize: minBytesEach) } catch { throw StateCodecError(error) }
     }
 
     mutating func string(_ what: String) throws(StateCodecError) -> String {
-        let n = try varint(what)
-        guard n <= UInt64(remaining) else { throw .truncated(what: what) }
-        let end = position + Int(n)
-        guard let s = String(validating: bytes[position..<end], as: UTF8.self) else { throw .invalidValue(what: what) }
-        position = end
+        let utf8: [UInt8]
+        do { utf8 = try raw.blob(what) } catch { throw StateCodecError(error) }
+        guard let s = String(validating: utf8, as: UTF8.self) else { throw .invalidValue(what: what) }
         return s
     }
 
-    mutating func expectEnd() throws(StateCodecError) {
-        guard remaining == 0 else { throw .trailingBytes(remaining) }
+    func expectEnd() throws(StateCodecError) {
+        do { try raw.expectEnd() } catch { throw StateCodecError(error) }
     }
 
     mutating func policy() throws(StateCodecError) -> HealthPolicy {
