@@ -135,7 +135,10 @@ struct CredentialsTests {
             let again = try await chain.credentials(logger: logger)
             #expect(first == again)
             #expect(imds.keySerial.current == 1)
-            clock.withLock { $0 = $0.addingTimeInterval(301) }  // inside the refresh window, not expired
+            // Move to 200 s before the served expiry: inside the refresh window, not expired. Measured
+            // from the expiry itself, because the fake stamps it with the real clock after some delay.
+            let expiry = try #require(first.expiration)
+            clock.withLock { $0 = expiry.addingTimeInterval(-200) }
             let refreshed = try await chain.credentials(logger: logger)
             #expect(refreshed.accessKeyID == "ASIAIMDS2")
             #expect(imds.keySerial.current == 2)
