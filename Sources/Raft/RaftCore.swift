@@ -200,6 +200,8 @@ public struct RaftCore: Sendable {
             receive(m)
         case .propose(let batch):
             outcome = propose(batch)
+        case .forward(let batch):
+            outcome = forward(batch)
         case .proposeMembership(let change, let context):
             outcome = proposeMembership(change, context: context)
         case .readIndex(let requestID):
@@ -536,6 +538,12 @@ public struct RaftCore: Sendable {
 
     private mutating func stepLeader(_ m: Message) {
         switch m.type {
+        case .forward:
+            // Only application data travels this way: a membership entry smuggled in here
+            // would bypass the one-change-at-a-time rule. A forward that arrives during a
+            // transfer is dropped like a rejected proposal; the sender retries.
+            let data = m.entries.filter { $0.kind == .normal }.map(\.data)
+            _ = propose(data)
         case .heartbeatResponse:
             guard var pr = progress[m.from] else { return }
             pr.recentActive = true
@@ -744,6 +752,15 @@ public struct RaftCore: Sendable {
         appendAsLeader(batch.map { Entry(term: term, index: 0, kind: .normal, data: $0) })
         broadcastAppend()
         return .accepted(term: term, firstIndex: first, lastIndex: log.lastIndex)
+    }
+
+    private mutating func forward(_ batch: [[UInt8]]) -> StepOutcome {
+        if role == .leader { return propose(batch) }
+        guard leader != 0, leader != id else { return .rejected(.notLeader(leader: 0)) }
+        guard !batch.isEmpty else { return .none }
+        let entries = batch.map { Entry(term: 0, index: 0, kind: .normal, data: $0) }
+        send(Message(type: .forward, from: id, to: leader, term: term, entries: entries), afterPersist: false)
+        return .forwarded(to: leader)
     }
 
     private mutating func proposeMembership(_ change: MembershipChange, context: [UInt8]) -> StepOutcome {

@@ -112,6 +112,8 @@ public enum MessageType: UInt8, Sendable, Hashable, CaseIterable {
     case timeoutNow = 10
     case readIndex = 11
     case readIndexResponse = 12
+    /// Application data a follower passes to its leader (`RaftInput.forward`).
+    case forward = 13
 }
 
 /// A Raft message between two nodes. Fields not used by a type stay zero/empty.
@@ -243,6 +245,11 @@ public enum RaftInput: Sendable, Hashable {
     case propose([[UInt8]])
     /// `context` is stored in the entry for the application (e.g. the new member's address).
     case proposeMembership(MembershipChange, context: [UInt8] = [])
+    /// Like `propose` on a leader; a follower that knows its leader passes the data on
+    /// without learning where (or whether) it lands. For data whose effect the application
+    /// can recognise when applied (it carries its own request id), and that may be applied
+    /// twice when retried.
+    case forward([[UInt8]])
     case readIndex(requestID: UInt64)
     case transferLeadership(to: NodeID)
     /// Storage made durable everything up to (term, index) of the log.
@@ -282,6 +289,8 @@ public enum StepOutcome: Sendable, Hashable {
     /// Proposals were appended at indexes `firstIndex ... lastIndex` in `term`.
     case accepted(term: UInt64, firstIndex: UInt64, lastIndex: UInt64)
     case rejected(ProposalRejection)
+    /// `forward` on a follower: sent to this leader, fate unknown.
+    case forwarded(to: NodeID)
 }
 
 /// The result of one `RaftCore.step`.

@@ -77,6 +77,13 @@ public enum RaftNodeError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+public enum SubmitResult: Sendable, Hashable {
+    /// This node led: the data committed at this position.
+    case committed(LogPosition)
+    /// Passed to this leader; it may or may not commit.
+    case forwarded(to: NodeID)
+}
+
 public struct LogPosition: Sendable, Hashable {
     public var term: UInt64
     public var index: UInt64
@@ -124,6 +131,7 @@ public actor RaftNode: Service {
         case tick
         case message(InboundMessage)
         case propose([UInt8], CheckedContinuation<LogPosition, any Error>)
+        case forward([UInt8], CheckedContinuation<NodeID, any Error>)
         case membership(MembershipChange, PeerAddress?, CheckedContinuation<LogPosition, any Error>)
         case read(CheckedContinuation<UInt64, any Error>)
         case transfer(NodeID, CheckedContinuation<Void, any Error>)
@@ -202,6 +210,17 @@ public actor RaftNode: Service {
     public func propose(_ data: [UInt8]) async throws -> LogPosition {
         try checkRunning()
         return try await withCheckedThrowingContinuation { cont in enqueue(.propose(data, cont)) }
+    }
+
+    /// Hands `data` to whoever leads: on the leader it is proposed and waited for like
+    /// `propose`; a follower passes it to its leader and returns at once, without learning
+    /// whether it will commit. The caller recognises its data when applied (it carries its
+    /// own request id) and retries otherwise, so such data must be safe to apply twice.
+    public func submit(_ data: [UInt8]) async throws -> SubmitResult {
+        try checkRunning()
+        if core.role == .leader { return .committed(try await propose(data)) }
+        let to: NodeID = try await withCheckedThrowingContinuation { cont in enqueue(.forward(data, cont)) }
+        return .forwarded(to: to)
     }
 
     /// A linearizable read point: once this returns, the state machine reflects every write
@@ -340,6 +359,15 @@ public actor RaftNode: Service {
                     } else {
                         proposals.append((data, cont))
                     }
+                case .forward(let data, let cont):
+                    let r = core.step(.forward([data]))
+                    effects += r.effects
+                    switch r.outcome {
+                    case .rejected(let why): cont.resume(throwing: RaftNodeError.rejected(why))
+                    case .forwarded(let to): cont.resume(returning: to)
+                    // Became leader since `submit` looked: proposed here, commit not awaited.
+                    case .accepted, .none: cont.resume(returning: configuration.id)
+                    }
                 case .membership(let change, let address, let cont):
                     let context = address.map { Array($0.description.utf8) } ?? []
                     let r = core.step(.proposeMembership(change, context: context))
@@ -403,7 +431,7 @@ public actor RaftNode: Service {
             }
         case .rejected(let why):
             for cont in conts { cont.resume(throwing: RaftNodeError.rejected(why)) }
-        case .none:
+        case .none, .forwarded:
             for cont in conts { cont.resume(throwing: RaftNodeError.rejected(.notLeader(leader: core.leader))) }
         }
     }
@@ -634,6 +662,7 @@ public actor RaftNode: Service {
         switch input {
         case .propose(_, let c), .membership(_, _, let c): c.resume(throwing: error)
         case .read(let c): c.resume(throwing: error)
+        case .forward(_, let c): c.resume(throwing: error)
         case .transfer(_, let c): c.resume(throwing: error)
         case .tick, .message, .shutdown: break
         }

@@ -30,6 +30,34 @@ private func log(_ terms: [UInt64]) -> [Entry] {
         #expect(fresh.step(2, .propose([[1]])).outcome == .rejected(.notLeader(leader: 0)))
     }
 
+    @Test func followersForwardDataToTheLeader() {
+        let c = TestCluster(voters: [1, 2, 3])
+        c.elect(1)
+        c.stabilize()
+        #expect(c.step(2, .forward([[7], [8]])).outcome == .forwarded(to: 1))
+        c.stabilize()
+        // On the leader a forward is a proposal.
+        if case .accepted = c.step(1, .forward([[9]])).outcome {} else { Issue.record("leader did not accept its own forward") }
+        c.stabilize()
+        for id: NodeID in [1, 2, 3] {
+            #expect(c.applied[id]?.filter { $0.kind == .normal && !$0.data.isEmpty }.map(\.data) == [[7], [8], [9]], "node \(id)")
+        }
+        // Nobody to forward to: refused, not swallowed.
+        let fresh = TestCluster(voters: [1, 2, 3])
+        #expect(fresh.step(2, .forward([[1]])).outcome == .rejected(.notLeader(leader: 0)))
+    }
+
+    @Test func aForwardedMembershipEntryIsNotAppended() {
+        let c = TestCluster(voters: [1, 2, 3])
+        c.elect(1)
+        c.stabilize()
+        let before = c.core(1).lastIndex
+        let sneaky = Entry(term: 0, index: 0, kind: .membership, data: [1])
+        c.step(1, .receive(Message(type: .forward, from: 2, to: 1, term: c.core(1).term, entries: [sneaky])))
+        #expect(c.core(1).lastIndex == before)
+        #expect(c.core(1).membership.voters == [1, 2, 3])
+    }
+
     /// Figure 7 of the Raft paper: whatever the follower's log, the leader's wins.
     @Test(arguments: [
         ("a", [1, 1, 1, 4, 4, 5, 5, 6, 6] as [UInt64]),
