@@ -87,6 +87,11 @@ public enum SubmitResult: Sendable, Hashable {
 public struct LogPosition: Sendable, Hashable {
     public var term: UInt64
     public var index: UInt64
+
+    public init(term: UInt64, index: UInt64) {
+        self.term = term
+        self.index = index
+    }
 }
 
 public struct RaftNodeStatus: Sendable {

@@ -1,3 +1,5 @@
+import Actuators
+
 /// A point in time stamped by the leader on the entry it proposes (milliseconds since the
 /// Unix epoch, from its wall clock). The replicated state machine reads no clock: every
 /// replica applying the same entries sees the same stamps and so reaches the same verdicts
@@ -20,21 +22,10 @@ public struct Stamp: Sendable, Hashable, Comparable, CustomStringConvertible {
 
 public typealias ReplicaID = UInt64
 
-/// The (term, log index) of the intent entry that authorises one AWS write (DESIGN rule 4).
-/// Local to Controller until it is unified with the Actuators one.
-public struct FencingToken: Sendable, Hashable, Comparable, CustomStringConvertible {
-    public var term: UInt64
-    public var index: UInt64
-
-    public init(term: UInt64, index: UInt64) {
-        self.term = term
-        self.index = index
-    }
-
-    public static func < (lhs: FencingToken, rhs: FencingToken) -> Bool { (lhs.term, lhs.index) < (rhs.term, rhs.index) }
-
-    public var description: String { "term/\(term) index/\(index)" }
-}
+/// The (term, log index) of the intent entry that authorises one AWS write (DESIGN rule 4):
+/// the Actuators' type, so the token the state machine records is the one that rides in the
+/// write's User-Agent.
+public typealias FencingToken = Actuators.FencingToken
 
 /// The health rules, replicated rather than read from each replica's config file: replicas
 /// whose files disagreed would otherwise compute different verdicts from the same log.

@@ -1,0 +1,167 @@
+import Logging
+import Metrics
+import NIOConcurrencyHelpers
+import Raft
+import RaftRuntime
+
+/// The replicated failover state behind a `RaftNode`: decodes committed entries and applies
+/// them to `FailoverState`, and lets the replica wait until one of its requests is applied.
+///
+/// Every replica applies the same entries in the same order, so every decision here must
+/// depend on the entries alone: an undecodable entry is skipped (the same way everywhere),
+/// and an intent's fencing token is the (term, index) of the entry that carries it.
+public final class ControllerStateMachine: RaftStateMachine {
+    private struct Waiter {
+        var requestID: UInt64
+        var continuation: CheckedContinuation<LogPosition?, Never>
+    }
+
+    private struct Inner {
+        var state: FailoverState
+        var appliedIndex: UInt64 = 0
+        var appliedTerm: UInt64 = 0
+        /// Request ids applied lately, for proposers that ask after the fact.
+        var recent: [UInt64: LogPosition] = [:]
+        var recentOrder: [UInt64] = []
+        var waiters: [UInt64: Waiter] = [:]
+        var nextWaiter: UInt64 = 1
+        /// Bumped when an instance identity changes: the leader then re-checks DNS at once.
+        var instanceChanges: UInt64 = 0
+    }
+
+    static let recentCapacity = 16_384
+
+    private let box: NIOLockedValueBox<Inner>
+    private let logger: Logger
+    private let failovers = Counter(label: "switchman_failovers_total")
+    private let undecodable = Counter(label: "switchman_undecodable_entries_total")
+
+    public init(policy: HealthPolicy, logger: Logger) {
+        box = NIOLockedValueBox(Inner(state: FailoverState(policy: policy)))
+        self.logger = logger
+    }
+
+    /// A copy of the state as of the last applied entry.
+    public var state: FailoverState { box.withLockedValue { $0.state } }
+    public var appliedIndex: UInt64 { box.withLockedValue { $0.appliedIndex } }
+    public var instanceChanges: UInt64 { box.withLockedValue { $0.instanceChanges } }
+
+    // MARK: RaftStateMachine
+
+    public func apply(_ entry: Entry) {
+        guard entry.kind == .normal, !entry.data.isEmpty else {
+            box.withLockedValue {
+                $0.appliedIndex = entry.index
+                $0.appliedTerm = entry.term
+            }
+            return
+        }
+        let decoded: ControllerEntry
+        do {
+            decoded = try ControllerEntry.decode(entry.data)
+        } catch {
+            undecodable.increment()
+            logger.error("skipping an undecodable entry", metadata: ["index": "\(entry.index)", "error": "\(error)"])
+            box.withLockedValue {
+                $0.appliedIndex = entry.index
+                $0.appliedTerm = entry.term
+            }
+            return
+        }
+        var command = decoded.command
+        if case .intent(_, let write) = command {
+            command = .intent(FencingToken(term: entry.term, index: entry.index), write)
+        }
+        let position = LogPosition(term: entry.term, index: entry.index)
+        let (directives, resumed) = box.withLockedValue { inner -> ([Directive], [CheckedContinuation<LogPosition?, Never>]) in
+            let directives = inner.state.apply(command, stamp: decoded.stamp ?? inner.state.now)
+            inner.appliedIndex = entry.index
+            inner.appliedTerm = entry.term
+            if directives.contains(where: { if case .instanceChanged = $0 { return true } else { return false } }) {
+                inner.instanceChanges &+= 1
+            }
+            inner.recent[decoded.requestID] = position
+            inner.recentOrder.append(decoded.requestID)
+            if inner.recentOrder.count > Self.recentCapacity {
+                let drop = inner.recentOrder.count - Self.recentCapacity
+                for id in inner.recentOrder.prefix(drop) { inner.recent[id] = nil }
+                inner.recentOrder.removeFirst(drop)
+            }
+            var resumed: [CheckedContinuation<LogPosition?, Never>] = []
+            for (key, waiter) in inner.waiters where waiter.requestID == decoded.requestID {
+                inner.waiters[key] = nil
+                resumed.append(waiter.continuation)
+            }
+            return (directives, resumed)
+        }
+        for c in resumed { c.resume(returning: position) }
+        report(directives, at: position)
+    }
+
+    public func snapshot() -> [UInt8] {
+        box.withLockedValue { StateCodec.encode($0.state) }
+    }
+
+    public func restore(from snapshot: Snapshot) throws {
+        let state = try StateCodec.decodeState(snapshot.data)
+        box.withLockedValue {
+            $0.state = state
+            $0.appliedIndex = snapshot.metadata.index
+            $0.appliedTerm = snapshot.metadata.term
+            $0.instanceChanges &+= 1
+        }
+    }
+
+    // MARK: Waiting for one's own requests
+
+    /// The position at which the entry with `requestID` was applied, once it is, or nil when
+    /// `timeout` passes first (it may still be applied later: requests are idempotent).
+    public func waitApplied(requestID: UInt64, timeout: Duration) async -> LogPosition? {
+        if let p = box.withLockedValue({ $0.recent[requestID] }) { return p }
+        let key = box.withLockedValue { inner -> UInt64 in
+            defer { inner.nextWaiter += 1 }
+            return inner.nextWaiter
+        }
+        return await withTaskGroup(of: Void.self) { group -> LogPosition? in
+            group.addTask { [weak self] in
+                try? await Task.sleep(for: timeout)
+                self?.expire(key)
+            }
+            let result = await withCheckedContinuation { (c: CheckedContinuation<LogPosition?, Never>) in
+                let already = box.withLockedValue { inner -> LogPosition? in
+                    if let p = inner.recent[requestID] { return p }
+                    inner.waiters[key] = Waiter(requestID: requestID, continuation: c)
+                    return nil
+                }
+                if let already { c.resume(returning: already) }
+            }
+            group.cancelAll()
+            return result
+        }
+    }
+
+    private func expire(_ key: UInt64) {
+        let waiter = box.withLockedValue { $0.waiters.removeValue(forKey: key) }
+        waiter?.continuation.resume(returning: nil)
+    }
+
+    private func report(_ directives: [Directive], at position: LogPosition) {
+        for d in directives {
+            switch d {
+            case .verdictChanged(let tunnel, let from, let to):
+                if to == .down { failovers.increment() }
+                logger.notice("tunnel verdict changed", metadata: [
+                    "tunnel": "\(tunnel)", "from": "\(from)", "to": "\(to)", "index": "\(position.index)",
+                ])
+            case .instanceChanged(let tunnel, let old, let new):
+                logger.notice("tunnel instance changed", metadata: [
+                    "tunnel": "\(tunnel)", "old": "\(old.map { "\($0)" } ?? "none")", "new": "\(new)",
+                ])
+            case .outcomeRecorded(let token, let success):
+                logger.debug("actuation outcome recorded", metadata: ["token": "\(token)", "success": "\(success)"])
+            case .replan, .execute:
+                break
+            }
+        }
+    }
+}

@@ -1,0 +1,418 @@
+import Actuators
+import Foundation
+import Logging
+import Metrics
+import NIOCore
+import Raft
+import RaftRuntime
+import ServiceLifecycle
+
+/// Timing of a replica's loops, derived from the config.
+public struct ReplicaTiming: Sendable {
+    /// How often the replica polls every sentinel.
+    public var probeInterval: Duration
+    public var probeTimeout: Duration
+    /// An observation is re-sent this often even when nothing changed, well inside the TTL.
+    public var observationRefresh: Duration
+    /// How often the leader stamps time, reads back the route tables and fixes drift.
+    public var reconcileInterval: Duration
+    /// How often the leader looks up every tunnel's instance by tag (and checks DNS).
+    public var discoveryInterval: Duration
+    /// The longest any single AWS call may take; also part of the lock-delay.
+    public var apiTimeout: Duration
+    /// A new leader's wait before its first write (DESIGN rule 3).
+    public var lockDelay: Duration
+
+    public init(config: SwitchmanConfig) {
+        let health = config.health
+        probeInterval = health.probeInterval
+        probeTimeout = health.probeTimeout
+        observationRefresh = max(health.observationTTL / 3, health.probeInterval)
+        reconcileInterval = health.probeInterval
+        discoveryInterval = max(health.probeInterval * 5, .seconds(2))
+        let lease = config.timing.lease
+        apiTimeout = lease
+        // The longest lease an old leader may still believe in, measured with a clock that may
+        // run slow by maxClockDrift, plus the longest call it may have in flight.
+        let drift = 1 + config.timing.maxClockDrift
+        lockDelay = .milliseconds(Int64((Double(config.timing.electionTimeout.milliseconds) * drift).rounded(.up))) + apiTimeout
+    }
+}
+
+extension Duration {
+    var timeAmount: TimeAmount {
+        let (s, a) = components
+        return .nanoseconds(s * 1_000_000_000 + a / 1_000_000_000)
+    }
+}
+
+/// One controller replica: the Raft node's application. Every replica polls the sentinels and
+/// proposes what it sees; the leader alone stamps time, discovers instances, and — holding
+/// its lease, after its lock-delay, intent before act — makes the AWS writes the planner asks
+/// for (docs/CONTROLLER.md, DESIGN rules 3-7).
+public actor ControllerReplica: Service {
+    public nonisolated let id: ReplicaID
+    public nonisolated let config: SwitchmanConfig
+    public nonisolated let node: RaftNode
+    public nonisolated let machine: ControllerStateMachine
+    public nonisolated let timing: ReplicaTiming
+    private let checker: any TunnelChecker
+    private let actuators: ReplicaActuators
+    private let wallClock: @Sendable () -> UInt64
+    private let logger: Logger
+    private let policy: HealthPolicy
+
+    /// The term this replica last saw itself lead, and since when (monotonic).
+    private var ledTerm: UInt64 = 0
+    private var ledSince: ContinuousClock.Instant = .now
+    /// Routes whose last write failed, and when to try again.
+    private var backoff: [RouteKey: (attempts: Int, next: ContinuousClock.Instant)] = [:]
+
+    private let writes = Counter(label: "switchman_aws_writes_total")
+    private let writeFailures = Counter(label: "switchman_aws_write_failures_total")
+    private let noLease = Counter(label: "switchman_writes_skipped_without_lease_total")
+
+    public init(
+        id: ReplicaID, config: SwitchmanConfig, node: RaftNode, machine: ControllerStateMachine,
+        checker: any TunnelChecker, actuators: ReplicaActuators, logger: Logger,
+        wallClock: @escaping @Sendable () -> UInt64 = { UInt64(max(0, Date().timeIntervalSince1970 * 1000)) }
+    ) {
+        self.id = id
+        self.config = config
+        self.node = node
+        self.machine = machine
+        self.checker = checker
+        self.actuators = actuators
+        self.logger = logger
+        self.wallClock = wallClock
+        self.timing = ReplicaTiming(config: config)
+        self.policy = HealthPolicy(health: config.health, memberCount: config.cluster.members.count)
+    }
+
+    public static func policy(for config: SwitchmanConfig) -> HealthPolicy {
+        HealthPolicy(health: config.health, memberCount: config.cluster.members.count)
+    }
+
+    // MARK: Service
+
+    public func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.probeLoop() }
+                group.addTask { await self.leaderLoop() }
+                await group.waitForAll()
+            }
+        }
+    }
+
+    // MARK: Proposals
+
+    private nonisolated func entry(_ command: ControllerCommand, stamped: Bool) -> ControllerEntry {
+        ControllerEntry(
+            stamp: stamped ? Stamp(millis: wallClock()) : nil, origin: id, requestID: UInt64.random(in: 1...UInt64.max),
+            command: command)
+    }
+
+    /// Proposes on this replica as leader, stamped with its clock; returns once applied here.
+    @discardableResult
+    func proposeAsLeader(_ command: ControllerCommand) async throws -> LogPosition {
+        try await node.propose(entry(command, stamped: true).encoded())
+    }
+
+    /// Submits a command from any replica (an operator's drain, say) and waits until it is
+    /// applied here. A follower forwards it to the leader; if it does not show up within
+    /// `timeout` it is sent again (commands are idempotent), until `deadline`.
+    public nonisolated func submit(_ command: ControllerCommand, timeout: Duration = .seconds(2), attempts: Int = 3) async throws -> LogPosition {
+        var lastError: (any Error)? = nil
+        for _ in 0..<max(1, attempts) {
+            let e = entry(command, stamped: false)
+            do {
+                switch try await node.submit(e.encoded()) {
+                case .committed(let position):
+                    return position
+                case .forwarded:
+                    if let p = await machine.waitApplied(requestID: e.requestID, timeout: timeout) { return p }
+                    lastError = RaftNodeError.timeout
+                }
+            } catch {
+                lastError = error
+                try await Task.sleep(for: timing.probeInterval)
+            }
+        }
+        throw lastError ?? RaftNodeError.timeout
+    }
+
+    // MARK: Probing (every replica)
+
+    private struct Runs {
+        var healthy: UInt32 = 0
+        var unhealthy: UInt32 = 0
+        var sentOpinion: Int8? = nil
+        var sentAt: ContinuousClock.Instant? = nil
+    }
+
+    private func probeLoop() async {
+        var runs: [String: Runs] = [:]
+        let fall = UInt32(clamping: config.health.fall), rise = UInt32(clamping: config.health.rise)
+        while !Task.isCancelled {
+            let started = ContinuousClock.now
+            let checks = await withTaskGroup(of: (String, TunnelCheck).self) { group in
+                for tunnel in config.tunnels {
+                    group.addTask { (tunnel.name, await self.checker.check(tunnel, timeout: self.timing.probeTimeout)) }
+                }
+                var all: [String: TunnelCheck] = [:]
+                for await (name, check) in group { all[name] = check }
+                return all
+            }
+            for tunnel in config.tunnels {
+                guard let check = checks[tunnel.name] else { continue }
+                var r = runs[tunnel.name] ?? Runs()
+                if check.healthy {
+                    r.healthy = r.healthy &+ 1
+                    r.unhealthy = 0
+                } else {
+                    r.unhealthy = r.unhealthy &+ 1
+                    r.healthy = 0
+                    if r.unhealthy == 1 {
+                        logger.info("tunnel check failed", metadata: ["tunnel": "\(tunnel.name)", "detail": "\(check.detail)"])
+                    }
+                }
+                // An opinion is what the state machine will read from the runs: up, down, or
+                // nothing yet. Observations go out when it changes and as a refresh.
+                let opinion: Int8 = r.healthy >= rise ? 1 : (r.unhealthy >= fall ? -1 : 0)
+                let due = r.sentAt.map { ContinuousClock.now - $0 >= timing.observationRefresh } ?? true
+                if opinion != r.sentOpinion || due {
+                    let command = ControllerCommand.observe(
+                        replica: id, tunnel: tunnel.name, healthyRun: r.healthy, unhealthyRun: r.unhealthy, rttMillis: check.rttMillis)
+                    do {
+                        _ = try await node.submit(entry(command, stamped: false).encoded())
+                        r.sentOpinion = opinion
+                        r.sentAt = ContinuousClock.now
+                    } catch {
+                        // No leader right now; the next round tries again.
+                        logger.debug("observation not submitted", metadata: ["tunnel": "\(tunnel.name)", "error": "\(error)"])
+                    }
+                }
+                runs[tunnel.name] = r
+            }
+            let next = started + timing.probeInterval
+            if next > ContinuousClock.now { try? await Task.sleep(until: next) }
+        }
+    }
+
+    // MARK: Leading
+
+    private func leaderLoop() async {
+        var lastDiscovery: ContinuousClock.Instant? = nil
+        var seenInstanceChanges: UInt64 = .max
+        while !Task.isCancelled {
+            try? await Task.sleep(for: timing.reconcileInterval)
+            let status = await node.status
+            guard status.role == .leader else { continue }
+            if status.term != ledTerm {
+                ledTerm = status.term
+                ledSince = .now
+                backoff = [:]
+                logger.notice("leading; writes wait out the lock-delay", metadata: [
+                    "term": "\(status.term)", "lockDelay": "\(timing.lockDelay)",
+                ])
+            }
+            do {
+                try await proposeAsLeader(.tick)
+                if machine.state.policy != policy { try await proposeAsLeader(.setPolicy(policy)) }
+            } catch {
+                logger.debug("leader housekeeping failed", metadata: ["error": "\(error)"])
+                continue
+            }
+            let changes = machine.instanceChanges
+            if lastDiscovery.map({ ContinuousClock.now - $0 >= timing.discoveryInterval }) ?? true || changes != seenInstanceChanges {
+                lastDiscovery = .now
+                await discoverInstances()
+                seenInstanceChanges = machine.instanceChanges
+                await reconcileDNS(term: status.term)
+            }
+            await reconcileRoutes(term: status.term)
+        }
+    }
+
+    /// A deadline for one AWS call: inside the lease, and never past `apiTimeout`. Nil when
+    /// this replica may not write (no lease, another term, lock-delay not over).
+    private func writeDeadline(term: UInt64) async -> NIODeadline? {
+        guard ledTerm == term, ContinuousClock.now - ledSince >= timing.lockDelay else { return nil }
+        guard let until = await node.leaseValidUntil, await node.status.term == term else { return nil }
+        let budget = min(until - ContinuousClock.now, timing.apiTimeout)
+        guard budget > .milliseconds(10) else { return nil }
+        return NIODeadline.now() + budget.timeAmount
+    }
+
+    /// Reads (never writes) are allowed without the lease, but are bounded too.
+    private var readDeadline: NIODeadline { NIODeadline.now() + timing.apiTimeout.timeAmount }
+
+    private func discoverInstances() async {
+        let state = machine.state
+        await withTaskGroup(of: (String, InstanceIdentity?).self) { group in
+            for tunnel in config.tunnels {
+                let known = state.tunnels[tunnel.name]?.identity
+                group.addTask {
+                    do {
+                        return (tunnel.name, try await self.actuators.instances.currentInstance(of: tunnel, known: known, deadline: self.readDeadline))
+                    } catch {
+                        self.logger.warning("instance lookup failed", metadata: ["tunnel": "\(tunnel.name)", "error": "\(error)"])
+                        return (tunnel.name, nil)
+                    }
+                }
+            }
+            for await (name, found) in group {
+                guard let found, found != state.tunnels[name]?.identity else { continue }
+                do {
+                    try await proposeAsLeader(.instanceIdentity(tunnel: name, found))
+                } catch {
+                    logger.debug("instance identity not proposed", metadata: ["tunnel": "\(name)", "error": "\(error)"])
+                }
+            }
+        }
+    }
+
+    private func reconcileDNS(term: UInt64) async {
+        guard let dns = actuators.dns else { return }
+        let state = machine.state
+        for tunnel in config.tunnels {
+            guard let record = tunnel.dns, let identity = state.tunnels[tunnel.name]?.identity else { continue }
+            let desired = DesiredRecord(hostedZoneId: record.zoneId, name: record.name, ttl: record.ttl, values: [identity.privateIP])
+            do {
+                let current = try await dns.readRecord(hostedZoneId: record.zoneId, name: record.name, type: "A", deadline: readDeadline)
+                if let current, current.values == desired.values, current.ttl == desired.ttl { continue }
+            } catch {
+                logger.warning("DNS read failed", metadata: ["record": "\(record.name)", "error": "\(error)"])
+                continue
+            }
+            let write = ActuationWrite.dns(zoneId: record.zoneId, name: record.name, address: identity.privateIP, ttl: UInt32(clamping: record.ttl))
+            await actuate(write, term: term) { token, deadline in
+                let outcome = try await dns.ensureRecord(desired, fencing: token, deadline: deadline)
+                return "\(outcome)"
+            }
+        }
+    }
+
+    private func reconcileRoutes(term: UInt64) async {
+        guard ContinuousClock.now - ledSince >= timing.lockDelay else { return }
+        let state = machine.state
+        let byRegion = Dictionary(grouping: config.routes) { $0.region ?? config.aws.region }
+        var actual: [RouteKey: EC2Route] = [:]
+        var tablesRead = Set<String>()
+        for (region, routes) in byRegion {
+            guard let ec2 = actuators.routes(region) else { continue }
+            do {
+                let tables = try await ec2.readRouteTables(Array(Set(routes.map(\.routeTable))).sorted(), deadline: readDeadline)
+                for route in routes {
+                    guard let table = tables[route.routeTable] else { continue }
+                    tablesRead.insert(route.routeTable)
+                    if let r = table.route(to: route.destination.description) {
+                        actual[RouteKey(routeTable: route.routeTable, destination: route.destination)] = r
+                    }
+                }
+                for id in Set(routes.map(\.routeTable)) where tables[id] == nil {
+                    logger.error("managed route table not found", metadata: ["routeTable": "\(id)", "region": "\(region)"])
+                }
+            } catch {
+                logger.warning("route tables could not be read", metadata: ["region": "\(region)", "error": "\(error)"])
+            }
+        }
+        // What the routes point at now, named by tunnel where the ENI or instance is known.
+        var current: [RouteKey: Controller.RouteTarget] = [:]
+        for (key, route) in actual {
+            for (name, t) in state.tunnels {
+                guard let identity = t.identity else { continue }
+                if route.networkInterfaceId == identity.eniId || route.instanceId == identity.instanceId {
+                    current[key] = Controller.RouteTarget(tunnel: name, instanceId: identity.instanceId, eniId: identity.eniId)
+                }
+            }
+        }
+        let plan = Planner.plan(state: state, routes: config.routes, current: current)
+        var todo: [(PlannedRoute, String)] = []
+        for p in plan {
+            guard let target = p.target, tablesRead.contains(p.key.routeTable) else { continue }
+            let now = actual[p.key]
+            if let now, now.networkInterfaceId == target.eniId, now.state != "blackhole" { continue }
+            if let b = backoff[p.key], ContinuousClock.now < b.next { continue }
+            todo.append((p, p.region ?? config.aws.region))
+        }
+        guard !todo.isEmpty else { return }
+        await withTaskGroup(of: Void.self) { group in
+            for (p, region) in todo {
+                guard let target = p.target, let ec2 = actuators.routes(region) else { continue }
+                group.addTask {
+                    let desired = DesiredRoute(
+                        routeTableId: p.key.routeTable, destination: p.key.destination.description,
+                        target: .networkInterface(target.eniId))
+                    let ok = await self.actuate(.route(p.key, target: target), term: term) { token, deadline in
+                        let outcome = try await ec2.ensureRoute(desired, fencing: token, deadline: deadline)
+                        if case .failed(let error) = outcome { throw error }
+                        return "\(outcome)"
+                    }
+                    await self.noteResult(p.key, ok: ok)
+                }
+            }
+        }
+    }
+
+    private func noteResult(_ key: RouteKey, ok: Bool) {
+        if ok {
+            backoff[key] = nil
+        } else {
+            let attempts = (backoff[key]?.attempts ?? 0) + 1
+            let wait = Duration.seconds(min(60, 1 << min(attempts, 6)))
+            backoff[key] = (attempts, .now + wait)
+        }
+    }
+
+    /// Intent entry, then the write inside the lease, then the outcome entry (DESIGN rule 4).
+    /// Returns whether the write succeeded.
+    @discardableResult
+    private func actuate(
+        _ write: ActuationWrite, term: UInt64,
+        _ perform: @Sendable (FencingToken, NIODeadline) async throws -> String
+    ) async -> Bool {
+        guard await writeDeadline(term: term) != nil else {
+            noLease.increment()
+            return false
+        }
+        let position: LogPosition
+        do {
+            position = try await proposeAsLeader(.intent(FencingToken(term: 0, index: 0), write))
+        } catch {
+            logger.debug("intent not committed", metadata: ["write": "\(write)", "error": "\(error)"])
+            return false
+        }
+        let token = FencingToken(term: position.term, index: position.index)
+        var success = false
+        var detail: String
+        var requestID = ""
+        if position.term != term {
+            detail = "not written: the intent committed in another term"
+        } else if let deadline = await writeDeadline(term: term) {
+            writes.increment()
+            do {
+                detail = try await perform(token, deadline)
+                success = true
+                logger.notice("AWS write made", metadata: ["write": "\(write)", "token": "\(token)", "result": "\(detail)"])
+            } catch {
+                writeFailures.increment()
+                detail = "\(error)"
+                if let aws = error as? AWSError { requestID = aws.requestID ?? "" }
+                logger.error("AWS write failed", metadata: ["write": "\(write)", "token": "\(token)", "error": "\(error)"])
+            }
+        } else {
+            noLease.increment()
+            detail = "not written: the lease ended before the write"
+        }
+        do {
+            try await proposeAsLeader(.outcome(token, success: success, detail: detail, requestId: requestID))
+        } catch {
+            // The intent stays pending until a newer term abandons it; the read-back will see
+            // what actually happened.
+            logger.debug("outcome not committed", metadata: ["token": "\(token)", "error": "\(error)"])
+        }
+        return success
+    }
+}

@@ -1,0 +1,130 @@
+import Actuators
+import AsyncHTTPClient
+import Foundation
+import Logging
+import Raft
+import RaftRuntime
+
+public enum ReplicaAssemblyError: Error, CustomStringConvertible {
+    case notAMember(UInt64, file: String, members: [UInt64])
+    case cannotBind(String, underlying: String)
+
+    public var description: String {
+        switch self {
+        case .notAMember(let id, let file, let members):
+            return "\(file): cluster.members has no member with id \(id) (members: \(members.map(String.init).joined(separator: ", ")))"
+        case .cannotBind(let address, let why):
+            return "cannot listen for peers on \(address): \(why)"
+        }
+    }
+}
+
+/// Builds a replica's parts from its config: what `switchman serve` runs, and what the
+/// integration tests start in-process when they want to look inside.
+public struct ReplicaAssembly: Sendable {
+    public let node: RaftNode
+    public let replica: ControllerReplica
+    public let transport: PeerTransport
+    public let store: LMDBLogStore
+
+    /// `bindTimeout`: a replica restarted right after a crash may find its port still held
+    /// for a moment; it keeps trying for this long.
+    public static func make(
+        id: UInt64, config: SwitchmanConfig, configFile: String, checker: any TunnelChecker,
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        bindTimeout: Duration = .seconds(30), logger: Logger
+    ) async throws -> ReplicaAssembly {
+        guard let member = config.cluster.members.first(where: { $0.id == id }) else {
+            throw ReplicaAssemblyError.notAMember(id, file: configFile, members: config.cluster.members.map(\.id))
+        }
+        let paths = config.tls.paths(for: id)
+        let credentials = try PeerTLSCredentials(caFile: paths.ca, certificateFile: paths.cert, privateKeyFile: paths.key)
+        let peers = Dictionary(uniqueKeysWithValues: config.cluster.members.map {
+            ($0.id, PeerAddress(host: $0.peer.host, port: Int($0.peer.port)))
+        })
+        let transport = try await bind(
+            PeerTransportConfiguration(
+                localMemberID: id, clusterName: config.cluster.name, listenHost: member.peer.host,
+                listenPort: Int(member.peer.port), peers: [:]),
+            credentials: credentials, timeout: bindTimeout, logger: logger)
+
+        let dataDir = config.dataDir(for: id)
+        try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        let store: LMDBLogStore
+        do {
+            store = try LMDBLogStore(directory: dataDir, logger: logger)
+        } catch {
+            await transport.shutdown()
+            throw error
+        }
+
+        var raft = RaftNodeConfiguration(id: id, bootstrap: Membership(voters: Set(config.cluster.members.map(\.id))), peers: peers)
+        let heartbeat = config.timing.heartbeat
+        raft.tickInterval = heartbeat
+        raft.heartbeatTicks = 1
+        raft.electionTicks = max(2, Int(config.timing.electionTimeout.milliseconds / max(1, heartbeat.milliseconds)))
+        raft.maxClockDrift = config.timing.maxClockDrift
+        let machine = ControllerStateMachine(policy: ControllerReplica.policy(for: config), logger: logger)
+        let node = try RaftNode(configuration: raft, storage: store, transport: transport, stateMachine: machine, logger: logger)
+
+        let actuators = makeActuators(id: id, config: config, environment: environment, logger: logger)
+        let replica = ControllerReplica(
+            id: id, config: config, node: node, machine: machine, checker: checker, actuators: actuators, logger: logger)
+        return ReplicaAssembly(node: node, replica: replica, transport: transport, store: store)
+    }
+
+    static func bind(
+        _ configuration: PeerTransportConfiguration, credentials: PeerTLSCredentials, timeout: Duration, logger: Logger
+    ) async throws -> PeerTransport {
+        let deadline = ContinuousClock.now + timeout
+        var attempt = 0
+        while true {
+            let transport = try PeerTransport(configuration: configuration, credentials: credentials, logger: logger)
+            do {
+                try await transport.start()
+                return transport
+            } catch {
+                await transport.shutdown()
+                attempt += 1
+                let address = "\(configuration.listenHost):\(configuration.listenPort)"
+                if ContinuousClock.now >= deadline {
+                    throw ReplicaAssemblyError.cannotBind(address, underlying: "\(error)")
+                }
+                if attempt == 1 || attempt % 10 == 0 {
+                    logger.warning("peer port busy, retrying", metadata: ["address": "\(address)", "error": "\(error)"])
+                }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+        }
+    }
+
+    static func makeActuators(id: UInt64, config: SwitchmanConfig, environment: [String: String], logger: Logger) -> ReplicaActuators {
+        var env = environment
+        if let profile = config.aws.profile { env["AWS_PROFILE"] = profile }
+        let credentials = CredentialsChain.standard(environment: env)
+        let identity = CallerIdentity(nodeID: String(id))
+        let regions = Set([config.aws.region] + config.tunnels.compactMap(\.region) + config.routes.compactMap(\.region))
+        var ec2: [String: EC2Client] = [:]
+        var routes: [String: AWSRouteActuator] = [:]
+        for region in regions {
+            let client = EC2Client(
+                configuration: AWSClientConfiguration(region: region, endpointOverride: config.aws.endpoint, identity: identity),
+                credentials: credentials, logger: logger)
+            ec2[region] = client
+            routes[region] = AWSRouteActuator(ec2: client, logger: logger)
+        }
+        let needsDNS = config.tunnels.contains { $0.dns != nil }
+        let dns: (any DNSActuator)? = needsDNS
+            ? AWSDNSActuator(
+                route53: Route53Client(
+                    configuration: AWSClientConfiguration(region: "us-east-1", endpointOverride: config.aws.endpoint, identity: identity),
+                    credentials: credentials, logger: logger),
+                pollInterval: .milliseconds(500), logger: logger)
+            : nil
+        let clients = ec2
+        let actuators = routes
+        return ReplicaActuators(
+            routes: { actuators[$0] }, dns: dns,
+            instances: EC2InstanceDirectory(defaultRegion: config.aws.region, logger: logger) { clients[$0] })
+    }
+}
