@@ -114,7 +114,16 @@ let package = Package(
         .testTarget(name: "BenchSupportTests", dependencies: ["BenchSupport"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftTestKit"]),
         .testTarget(name: "RaftSimulationTests", dependencies: ["Raft", "RaftTestKit"]),
-        .testTarget(name: "ControllerTests", dependencies: ["Controller"]),
+        .testTarget(
+            name: "ControllerTests",
+            dependencies: [
+                "Controller", "Raft", "RaftRuntime", "Actuators",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "RaftRuntimeTests",
             dependencies: [

@@ -100,7 +100,19 @@ public actor ControllerReplica: Service {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await self.probeLoop() }
                 group.addTask { await self.leaderLoop() }
+                group.addTask { await self.watchRole() }
                 await group.waitForAll()
+            }
+        }
+    }
+
+    /// Role changes go to the log: an operator (and the tests) can see when a replica stopped
+    /// leading and so stopped writing.
+    private func watchRole() async {
+        for await event in node.events {
+            if Task.isCancelled { return }
+            if case .roleChanged(let role, let term, let leader) = event {
+                logger.notice("role changed", metadata: ["role": "\(role)", "term": "\(term)", "leader": "\(leader)"])
             }
         }
     }

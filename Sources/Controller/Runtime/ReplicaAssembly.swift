@@ -32,7 +32,7 @@ public struct ReplicaAssembly: Sendable {
     public static func make(
         id: UInt64, config: SwitchmanConfig, configFile: String, checker: any TunnelChecker,
         environment: [String: String] = ProcessInfo.processInfo.environment,
-        bindTimeout: Duration = .seconds(30), logger: Logger
+        bindTimeout: Duration = .seconds(30), logger: Logger, actuators: ReplicaActuators? = nil
     ) async throws -> ReplicaAssembly {
         guard let member = config.cluster.members.first(where: { $0.id == id }) else {
             throw ReplicaAssemblyError.notAMember(id, file: configFile, members: config.cluster.members.map(\.id))
@@ -67,7 +67,7 @@ public struct ReplicaAssembly: Sendable {
         let machine = ControllerStateMachine(policy: ControllerReplica.policy(for: config), logger: logger)
         let node = try RaftNode(configuration: raft, storage: store, transport: transport, stateMachine: machine, logger: logger)
 
-        let actuators = makeActuators(id: id, config: config, environment: environment, logger: logger)
+        let actuators = actuators ?? makeActuators(id: id, config: config, environment: environment, logger: logger)
         let replica = ControllerReplica(
             id: id, config: config, node: node, machine: machine, checker: checker, actuators: actuators, logger: logger)
         return ReplicaAssembly(node: node, replica: replica, transport: transport, store: store)

@@ -1,0 +1,80 @@
+import ArgumentParser
+import Controller
+import Foundation
+import Logging
+import ServiceLifecycle
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run one controller replica.",
+        discussion: """
+            The replica joins the Raft cluster of --config as member --id: it polls every \
+            tunnel's sentinel, proposes what it sees, and — while it leads and holds its lease — \
+            points the managed routes at healthy VPN instances and keeps their DNS records \
+            current. Logs go to standard error. On SIGTERM or SIGINT a leader hands leadership \
+            to another replica before it exits.
+            """
+    )
+
+    @Option(name: .long, help: "The YAML config file (check it with `switchman config check`).")
+    var config: String
+
+    @Option(name: .long, help: "This replica's member id (default: $SWITCHMAN_ID).")
+    var id: UInt64?
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        guard id != nil || ProcessInfo.processInfo.environment["SWITCHMAN_ID"].flatMap(UInt64.init) != nil else {
+            throw ValidationError("give the member id with --id N or SWITCHMAN_ID=N")
+        }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        let memberID = id ?? ProcessInfo.processInfo.environment["SWITCHMAN_ID"].flatMap(UInt64.init) ?? 0
+        var logger = Logger(label: "switchman.replica") { StreamLogHandler.standardError(label: $0) }
+        logger.logLevel = level
+        logger[metadataKey: "member"] = "\(memberID)"
+
+        let loaded = ConfigLoader.load(contentsOf: config)
+        for d in loaded.diagnostics { logger.log(level: d.severity == .error ? .error : .warning, "\(d)") }
+        guard let cfg = loaded.config else {
+            FileHandle.standardError.write(Data("\(config): \(loaded.errors.count) config error(s); see `switchman config check \(config)`\n".utf8))
+            throw ExitCode.failure
+        }
+        let paths = cfg.tls.paths(for: memberID)
+        let prober = try SentinelClient(caFile: paths.ca, certificateFile: paths.cert, keyFile: paths.key, logger: logger)
+        let assembly: ReplicaAssembly
+        do {
+            assembly = try await ReplicaAssembly.make(
+                id: memberID, config: cfg, configFile: config, checker: SentinelTunnelChecker(prober: prober), logger: logger)
+        } catch {
+            await prober.shutdown()
+            FileHandle.standardError.write(Data("switchman serve: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+        logger.notice("replica starting", metadata: [
+            "cluster": "\(cfg.cluster.name)", "members": "\(cfg.cluster.members.count)", "tunnels": "\(cfg.tunnels.count)",
+            "routes": "\(cfg.routes.count)",
+        ])
+        // Shut down in reverse: the replica's loops stop first, then the Raft node hands
+        // leadership over and closes its log.
+        let group = ServiceGroup(
+            services: [assembly.node, assembly.replica], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        do {
+            try await group.run()
+        } catch {
+            logger.error("replica stopped", metadata: ["error": "\(error)"])
+        }
+        await assembly.transport.shutdown()
+        await prober.shutdown()
+        assembly.store.close()
+        logger.notice("replica stopped")
+    }
+}

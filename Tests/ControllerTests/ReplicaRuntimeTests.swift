@@ -1,0 +1,267 @@
+@testable import Actuators
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import Raft
+import RaftRuntime
+import ServiceLifecycle
+import Testing
+
+@testable import Controller
+
+/// One AWS account in memory, shared by every replica of a test, that records every write
+/// with its fencing token: the leader changes, the account does not.
+final class FakeAWS: Sendable {
+    struct Write: Sendable, Hashable {
+        var token: FencingToken
+        var what: String
+    }
+
+    private struct State {
+        var tables: [String: [String: String]] = [:]  // table -> destination -> ENI
+        var instances: [String: InstanceIdentity] = [:]  // tunnel -> identity
+        var records: [String: String] = [:]  // name -> address
+        var writes: [Write] = []
+        var failWrites = false
+    }
+
+    private let state = NIOLockedValueBox(State())
+
+    init(tables: [String]) {
+        state.withLockedValue { s in for t in tables { s.tables[t] = [:] } }
+    }
+
+    var writes: [Write] { state.withLockedValue { $0.writes } }
+    func route(_ table: String, _ destination: String) -> String? { state.withLockedValue { $0.tables[table]?[destination] } }
+    func record(_ name: String) -> String? { state.withLockedValue { $0.records[name] } }
+    func setInstance(_ tunnel: String, _ identity: InstanceIdentity) { state.withLockedValue { $0.instances[tunnel] = identity } }
+    func setRouteByHand(_ table: String, _ destination: String, _ eni: String) {
+        state.withLockedValue { $0.tables[table]?[destination] = eni }
+    }
+
+    func actuators() -> ReplicaActuators {
+        ReplicaActuators(routes: { _ in FakeRoutes(aws: self) }, dns: FakeDNS(aws: self), instances: FakeInstances(aws: self))
+    }
+
+    struct FakeRoutes: RouteActuator {
+        let aws: FakeAWS
+        func readRouteTables(_ ids: [String], deadline: NIODeadline) async throws -> [String: EC2RouteTable] {
+            aws.state.withLockedValue { s in
+                var out: [String: EC2RouteTable] = [:]
+                for id in ids {
+                    guard let routes = s.tables[id] else { continue }
+                    out[id] = EC2RouteTable(
+                        id: id, vpcId: nil,
+                        routes: routes.map { EC2Route(destinationCidrBlock: $0.key, networkInterfaceId: $0.value) },
+                        associations: [], tags: [:])
+                }
+                return out
+            }
+        }
+
+        func ensureRoutes(_ routes: [DesiredRoute], fencing: FencingToken, deadline: NIODeadline) async throws -> [DesiredRoute: RouteEnsureOutcome] {
+            aws.state.withLockedValue { s in
+                var out: [DesiredRoute: RouteEnsureOutcome] = [:]
+                for r in routes {
+                    guard case .networkInterface(let eni) = r.target else { continue }
+                    s.writes.append(Write(token: fencing, what: "\(r.routeTableId) \(r.destination) \(eni)"))
+                    s.tables[r.routeTableId]?[r.destination] = eni
+                    out[r] = .replaced
+                }
+                return out
+            }
+        }
+    }
+
+    struct FakeDNS: DNSActuator {
+        let aws: FakeAWS
+        func readRecord(hostedZoneId: String, name: String, type: String, deadline: NIODeadline) async throws -> ResourceRecordSet? {
+            aws.state.withLockedValue { s in
+                s.records[name].map { ResourceRecordSet(name: name, type: "A", ttl: 30, values: [$0]) }
+            }
+        }
+
+        func ensureRecord(_ record: DesiredRecord, fencing: FencingToken, deadline: NIODeadline) async throws -> DNSEnsureOutcome {
+            aws.state.withLockedValue { s in
+                s.writes.append(Write(token: fencing, what: "\(record)"))
+                s.records[record.name] = record.values.first
+            }
+            return .upserted(changeID: "C1", insync: true)
+        }
+    }
+
+    struct FakeInstances: InstanceDirectory {
+        let aws: FakeAWS
+        func currentInstance(of tunnel: TunnelConfig, known: InstanceIdentity?, deadline: NIODeadline) async throws -> InstanceIdentity? {
+            aws.state.withLockedValue { $0.instances[tunnel.name] }
+        }
+    }
+}
+
+/// Tunnel health as the test sets it.
+final class FakeChecker: TunnelChecker {
+    private let healthy = NIOLockedValueBox<[String: Bool]>([:])
+    func set(_ tunnel: String, _ up: Bool) { healthy.withLockedValue { $0[tunnel] = up } }
+    func check(_ tunnel: TunnelConfig, timeout: Duration) async -> TunnelCheck {
+        let up = healthy.withLockedValue { $0[tunnel.name] ?? true }
+        return TunnelCheck(healthy: up, rttMillis: 1, detail: up ? "ok" : "scripted failure")
+    }
+}
+
+/// Three replicas in this process on loopback (mutual TLS, LMDB), AWS faked.
+final class InProcessCluster: Sendable {
+    let root: URL
+    let config: SwitchmanConfig
+    let aws: FakeAWS
+    let checker = FakeChecker()
+    private let running = NIOLockedValueBox<[UInt64: (assembly: ReplicaAssembly, task: Task<Void, any Error>)]>([:])
+
+    init() async throws {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("switchman-rt-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        let certs = CertificateDirectory(path: root.appendingPathComponent("certs").path)
+        _ = try certs.bootstrap(clusterName: "rt", members: [1, 2, 3], hosts: ["127.0.0.1"], force: true)
+        var ports: [Int] = []
+        for _ in 0..<3 { ports.append(try freePort()) }
+        let yaml = """
+            cluster:
+              name: rt
+              members:
+                - {id: 1, peer: "127.0.0.1:\(ports[0])", admin: "127.0.0.1:1", zone: a}
+                - {id: 2, peer: "127.0.0.1:\(ports[1])", admin: "127.0.0.1:2", zone: b}
+                - {id: 3, peer: "127.0.0.1:\(ports[2])", admin: "127.0.0.1:3", zone: c}
+            tls: {ca: "\(certs.path)/ca.pem", cert: "\(certs.path)/member-{id}.pem", key: "\(certs.path)/member-{id}-key.pem"}
+            dataDir: "\(root.path)/data-{id}"
+            aws: {region: us-east-1}
+            tunnels:
+              - name: vpn-a
+                instance: {tagKey: t, tagValue: vpn-a}
+                sentinel: "127.0.0.1:9"
+                dns: {zoneId: Z1, name: vpn-a.example.internal, ttl: 30}
+                probes: [{tcp: "127.0.0.1:9"}]
+              - name: vpn-b
+                instance: {tagKey: t, tagValue: vpn-b}
+                sentinel: "127.0.0.1:9"
+                probes: [{tcp: "127.0.0.1:9"}]
+            routes:
+              - {routeTable: rtb-a, destination: 172.16.0.0/16, candidates: [vpn-a, vpn-b]}
+              - {routeTable: rtb-b, destination: 172.16.0.0/16, candidates: [vpn-b, vpn-a]}
+            health: {probeInterval: 100ms, probeTimeout: 50ms, fall: 2, rise: 2, failbackHoldDown: 1s, observationTTL: 3s}
+            timing: {heartbeat: 50ms, electionTimeout: 1s, maxClockDrift: 0.05}
+            """
+        let loaded = ConfigLoader.load(yaml: yaml, file: "rt.yaml")
+        guard let config = loaded.config else { throw TestFailure("config: \(loaded.diagnostics)") }
+        self.config = config
+        aws = FakeAWS(tables: ["rtb-a", "rtb-b"])
+        aws.setInstance("vpn-a", InstanceIdentity(instanceId: "i-a", eniId: "eni-a", privateIP: "10.0.0.10"))
+        aws.setInstance("vpn-b", InstanceIdentity(instanceId: "i-b", eniId: "eni-b", privateIP: "10.0.1.10"))
+        for id in UInt64(1)...3 { try await start(id) }
+    }
+
+    func start(_ id: UInt64) async throws {
+        var logger = Logger(label: "rt.\(id)")
+        logger.logLevel = .critical
+        let assembly = try await ReplicaAssembly.make(
+            id: id, config: config, configFile: "rt.yaml", checker: checker, logger: logger, actuators: aws.actuators())
+        let group = ServiceGroup(services: [assembly.node, assembly.replica], gracefulShutdownSignals: [], logger: logger)
+        let task = Task {
+            defer { assembly.store.close() }
+            try await group.run()
+            await assembly.transport.shutdown()
+        }
+        running.withLockedValue { $0[id] = (assembly, task) }
+    }
+
+    func replica(_ id: UInt64) -> ControllerReplica? { running.withLockedValue { $0[id]?.assembly.replica } }
+
+    func leader() async -> UInt64? {
+        for (id, r) in running.withLockedValue({ $0 }) where await r.assembly.node.status.role == .leader { return id }
+        return nil
+    }
+
+    /// Stops a replica the way a crash does: its log stays, its transport goes.
+    func kill(_ id: UInt64) async {
+        guard let r = running.withLockedValue({ $0.removeValue(forKey: id) }) else { return }
+        r.task.cancel()
+        _ = await r.task.result
+        await r.assembly.transport.shutdown()
+    }
+
+    func shutdown() async {
+        for id in running.withLockedValue({ Array($0.keys) }) { await kill(id) }
+        try? FileManager.default.removeItem(at: root)
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw TestFailure("socket() failed") }
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = 0
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+    guard bound == 0 else { throw TestFailure("bind() failed") }
+    let named = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+    guard named == 0 else { throw TestFailure("getsockname() failed") }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+func poll(_ what: String, timeout: Duration = .seconds(90), _ condition: () async -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if await condition() { return }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    throw TestFailure("timed out waiting for \(what)")
+}
+
+@Suite(.serialized) struct ReplicaRuntimeTests {
+    @Test func routesFollowHealthThroughALeaderChangeAndEveryWriteIsFenced() async throws {
+        let c = try await InProcessCluster()
+        do {
+            let dest = "172.16.0.0/16"
+            try await poll("each table at its own tunnel") { c.aws.route("rtb-a", dest) == "eni-a" && c.aws.route("rtb-b", dest) == "eni-b" }
+            try await poll("the DNS record") { c.aws.record("vpn-a.example.internal") == "10.0.0.10" }
+
+            c.checker.set("vpn-a", false)
+            try await poll("failover to vpn-b") { c.aws.route("rtb-a", dest) == "eni-b" }
+            #expect(c.aws.route("rtb-b", dest) == "eni-b")
+
+            // The leader crashes; the next one fails back once vpn-a is healthy again.
+            let first = try #require(await c.leader())
+            await c.kill(first)
+            c.checker.set("vpn-a", true)
+            try await poll("failback to vpn-a under a new leader") { c.aws.route("rtb-a", dest) == "eni-a" }
+
+            // Drift by hand is repaired; a replaced instance gets the routes and the record.
+            c.aws.setRouteByHand("rtb-b", dest, "eni-x")
+            try await poll("drift repaired") { c.aws.route("rtb-b", dest) == "eni-b" }
+            c.aws.setInstance("vpn-a", InstanceIdentity(instanceId: "i-a2", eniId: "eni-a2", privateIP: "10.0.0.20"))
+            try await poll("routes follow the replacement") { c.aws.route("rtb-a", dest) == "eni-a2" }
+            try await poll("DNS follows the replacement") { c.aws.record("vpn-a.example.internal") == "10.0.0.20" }
+
+            // Fencing: tokens never go back in term, and every write had a committed intent.
+            let writes = c.aws.writes
+            for (a, b) in zip(writes, writes.dropFirst()) { #expect(a.token.term <= b.token.term, "\(a) then \(b)") }
+            let leaderNow = try #require(await c.leader())
+            let state = try #require(c.replica(leaderNow)?.machine.state)
+            let intents = Set(state.events.events.compactMap { e -> FencingToken? in
+                if case .intent(let t, _) = e.kind { return t } else { return nil }
+            })
+            for w in writes { #expect(intents.contains(w.token), "write \(w) without a committed intent") }
+        } catch {
+            await c.shutdown()
+            throw error
+        }
+        await c.shutdown()
+    }
+}
