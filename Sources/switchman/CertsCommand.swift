@@ -1,4 +1,5 @@
 import ArgumentParser
+import Controller
 import Foundation
 import RaftRuntime
 
@@ -13,6 +14,11 @@ private let layoutHelp = """
                              SAN URI switchman://client/<name>;
                              never accepted as a replica
       client-<name>-key.pem  its private key
+      sentinel-<tunnel>.pem  a VPN instance's sentinel: serverAuth only,
+                             SAN DNS <tunnel>.sentinel.switchman.invalid
+                             (what replicas verify), URI
+                             switchman://sentinel/<tunnel>, + --dns/--ip
+      sentinel-<tunnel>-key.pem  its private key
     Replicas are identified by the member id in the certificate, not by
     host name; --host values become DNS/IP SANs. See docs/TLS.md.
     """
@@ -30,10 +36,12 @@ struct Certs: ParsableCommand {
               switchman certs member --dir ./certs --id 1 \\
                 --host 10.0.1.10 --host node1.internal
               switchman certs client --dir ./certs --name operator
+              switchman certs sentinel --dir ./certs --tunnel a-vpn1 \\
+                --ip 10.0.1.20
 
             \(layoutHelp)
             """,
-        subcommands: [Init.self, Member.self, Client.self, Bootstrap.self, Inspect.self]
+        subcommands: [Init.self, Member.self, Client.self, Sentinel.self, Bootstrap.self, Inspect.self]
     )
 }
 
@@ -116,6 +124,47 @@ extension Certs {
 
         func run() throws {
             report(try options.directory.issueClient(name: name, validityDays: days, force: options.force))
+        }
+    }
+
+    struct Sentinel: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "sentinel",
+            abstract: "Issue a sentinel certificate (sentinel-<tunnel>.pem, sentinel-<tunnel>-key.pem) for a VPN instance.",
+            discussion: """
+                Copy the two files and ca.pem (never ca-key.pem) to the VPN instance of the \
+                tunnel. Replicas verify the name <tunnel>.sentinel.switchman.invalid, not the \
+                address, so --dns/--ip are only needed for other tools (curl, openssl). \
+                See docs/SENTINEL.md.
+
+                \(layoutHelp)
+                """
+        )
+
+        @OptionGroup var options: DirectoryOptions
+
+        @Option(name: .long, help: "Tunnel name, as in the config's tunnels[].name.")
+        var tunnel: String
+
+        @Option(name: .long, help: "DNS name the sentinel is reached at (repeatable).")
+        var dns: [String] = []
+
+        @Option(name: .long, help: "IP address the sentinel is reached at (repeatable).")
+        var ip: [String] = []
+
+        @Option(name: .long, help: "Validity in days.")
+        var days = 825
+
+        func validate() throws {
+            guard SentinelIdentity.isValidTunnelName(tunnel) else {
+                throw ValidationError("\(SentinelCertificateError.invalidTunnelName(tunnel))")
+            }
+        }
+
+        func run() throws {
+            report(
+                try options.directory.issueSentinel(
+                    tunnel: tunnel, dnsNames: dns, ipAddresses: ip, validityDays: days, force: options.force))
         }
     }
 

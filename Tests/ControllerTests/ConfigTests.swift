@@ -303,4 +303,96 @@ import Testing
         }
         #expect(invalid > 100)
     }
+
+    // MARK: Sentinel probes and TLS files
+
+    @Test func probesAndRequireParse() throws {
+        let config = try #require(ConfigLoader.load(yaml: baseYAML, file: "t.yaml").config)
+        #expect(config.tunnels[0].probes == [.icmp(host: "10.1.0.10")])
+        #expect(config.tunnels[0].require == .all)
+        let yaml = replacing(
+            "    probes: [{icmp: 10.1.0.10}]",
+            with: "    require: any\n    probes: [{icmp: vpn-far.example.internal}, {tcp: \"10.1.0.10:443\"}, {http: \"https://10.1.0.10:8443/health\"}]")
+        let mixed = try #require(ConfigLoader.load(yaml: yaml, file: "t.yaml").config, "\(errorMessages(yaml))")
+        #expect(
+            mixed.tunnels[0].probes == [
+                .icmp(host: "vpn-far.example.internal"), .tcp(HostPort(host: "10.1.0.10", port: 443)), .http(url: "https://10.1.0.10:8443/health"),
+            ])
+        #expect(mixed.tunnels[0].require == .any)
+        #expect(mixed.tunnels[0].probes.map(\.kind) == ["icmp", "tcp", "http"])
+        #expect(mixed.tunnels[0].probes.map(\.target) == ["vpn-far.example.internal", "10.1.0.10:443", "https://10.1.0.10:8443/health"])
+    }
+
+    @Test func fullExampleHasProbesAndSentinelFiles() throws {
+        let path = repoRoot.appendingPathComponent("docs/example-config.yaml").path
+        let config = try #require(ConfigLoader.load(contentsOf: path).config)
+        #expect(config.tunnel(named: "a-vpn1")?.probes.map(\.kind) == ["icmp", "tcp", "http"])
+        #expect(config.tunnel(named: "a-vpn2")?.require == .any)
+        #expect(config.tunnel(named: "b-vpn3")?.require == .all)
+        let paths = config.tls.sentinelPaths(for: "a-vpn1")
+        #expect(paths.ca == "/etc/switchman/ca.pem")
+        #expect(paths.cert == "/etc/switchman/sentinel-a-vpn1.pem")
+        #expect(paths.key == "/etc/switchman/sentinel-a-vpn1-key.pem")
+    }
+
+    @Test func sentinelFilesDefaultBesideTheCA() throws {
+        let config = try #require(ConfigLoader.load(yaml: baseYAML, file: "t.yaml").config)
+        #expect(config.tls.sentinelCert == nil)
+        #expect(config.tls.sentinelPaths(for: "vpn1") == ("ca.pem", "sentinel-vpn1.pem", "sentinel-vpn1-key.pem"))
+        var yaml = replacing("tls: {ca: ca.pem,", with: "tls: {ca: /etc/sw/ca.pem,")
+        let inDirectory = try #require(ConfigLoader.load(yaml: yaml, file: "t.yaml").config)
+        #expect(inDirectory.tls.sentinelPaths(for: "vpn2") == ("/etc/sw/ca.pem", "/etc/sw/sentinel-vpn2.pem", "/etc/sw/sentinel-vpn2-key.pem"))
+        yaml = replacing("key: \"node-{id}-key.pem\"}", with: "key: \"node-{id}-key.pem\", sentinelCert: \"/s/{tunnel}/c.pem\", sentinelKey: /s/k.pem}")
+        let explicit = try #require(ConfigLoader.load(yaml: yaml, file: "t.yaml").config, "\(errorMessages(yaml))")
+        #expect(explicit.tls.sentinelPaths(for: "vpn1") == ("ca.pem", "/s/vpn1/c.pem", "/s/k.pem"))
+        yaml = replacing("key: \"node-{id}-key.pem\"}", with: "key: \"node-{id}-key.pem\", sentinelCrt: x}")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "sentinelCrt", in: yaml)): tls.sentinelCrt: unknown key \"sentinelCrt\" (did you mean \"sentinelCert\"?)"])
+        yaml = replacing("key: \"node-{id}-key.pem\"}", with: "key: \"node-{id}-key.pem\", sentinelKey: [a]}")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "sentinelKey", in: yaml)): tls.sentinelKey: expected a string, got a list"])
+    }
+
+    @Test func aTunnelWithoutProbesIsRefused() {
+        var yaml = replacing("    probes: [{icmp: 10.1.0.10}]\n", with: "")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "- name: vpn1", in: yaml)): tunnels[0].probes: a sentinel needs at least one probe target"])
+        yaml = replacing("    probes: [{icmp: 10.1.0.10}]", with: "    probes: []")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "probes: []", in: yaml)): tunnels[0].probes: a sentinel needs at least one probe target"])
+        yaml = replacing("    probes: [{icmp: 10.1.0.10}]", with: "    probes: {icmp: 10.1.0.10}")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "probes: {icmp", in: yaml)): tunnels[0].probes: expected a list, got a mapping"])
+    }
+
+    @Test func badProbeTargets() {
+        let cases: [(String, String)] = [
+            ("{ping: 10.1.0.10}", "tunnels[0].probes[0].ping: unknown key \"ping\""),
+            ("{icmp: 10.1.0.10, tcp: \"10.1.0.10:22\"}", "tunnels[0].probes[0]: expected exactly one of icmp, tcp or http, got icmp and tcp"),
+            ("{}", "tunnels[0].probes[0]: expected exactly one of icmp, tcp or http, got none"),
+            ("icmp", "tunnels[0].probes[0]: expected a mapping with keys icmp, tcp, http, got \"icmp\""),
+            ("{tcp: 10.1.0.10}", "tunnels[0].probes[0].tcp: expected host:port, got \"10.1.0.10\""),
+            ("{tcp: \"10.1.0.10:0\"}", "tunnels[0].probes[0].tcp: expected host:port, got \"10.1.0.10:0\""),
+            ("{icmp: \"10.1.0.10:80\"}", "tunnels[0].probes[0].icmp: expected an IPv4 address or DNS name like 10.1.0.10, got \"10.1.0.10:80\""),
+            ("{icmp: }", "tunnels[0].probes[0].icmp: expected a string, got nothing"),
+            ("{http: \"ftp://10.1.0.10/\"}", "tunnels[0].probes[0].http: expected an http(s) URL like http://10.1.0.10/health, got \"ftp://10.1.0.10/\""),
+            ("{http: \"10.1.0.10/health\"}", "tunnels[0].probes[0].http: expected an http(s) URL like http://10.1.0.10/health, got \"10.1.0.10/health\""),
+            ("{icmp: 10.1.0.10}, {icmp: 10.1.0.10}", "tunnels[0].probes[1].icmp: duplicate probe target icmp 10.1.0.10 (first at tunnels[0].probes[0].icmp, line LINE)"),
+        ]
+        for (entry, expected) in cases {
+            let yaml = replacing("    probes: [{icmp: 10.1.0.10}]", with: "    probes: [\(entry)]")
+            let l = line(of: "probes: [\(entry)]", in: yaml)
+            let message = expected.replacingOccurrences(of: "LINE", with: "\(l)")
+            #expect(errorMessages(yaml) == ["t.yaml:\(l): \(message)"], "\(entry)")
+        }
+    }
+
+    @Test func requireMustBeAllOrAny() {
+        let yaml = replacing("    probes: [{icmp: 10.1.0.10}]", with: "    probes: [{icmp: 10.1.0.10}]\n    require: most")
+        #expect(errorMessages(yaml) == ["t.yaml:\(line(of: "require: most", in: yaml)): tunnels[0].require: expected all or any, got \"most\""])
+    }
+
+    @Test func tunnelNamesMustBeDNSLabels() {
+        let yaml = replacing("  - name: vpn2", with: "  - name: vpn_2")
+            .replacingOccurrences(of: "[vpn1, vpn2]", with: "[vpn1, vpn_2]").replacingOccurrences(of: "[vpn2, vpn1]", with: "[vpn_2, vpn1]")
+        #expect(
+            errorMessages(yaml) == [
+                "t.yaml:\(line(of: "- name: vpn_2", in: yaml)): tunnels[1].name: a tunnel name becomes a DNS label in its sentinel's certificate: use 1-63 letters, digits and hyphens, not starting or ending with a hyphen, got \"vpn_2\""
+            ])
+    }
 }

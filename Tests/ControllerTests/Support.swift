@@ -17,9 +17,11 @@ let baseYAML = """
       - name: vpn1
         instance: {tagKey: t, tagValue: vpn1}
         sentinel: "vpn1.internal:7300"
+        probes: [{icmp: 10.1.0.10}]
       - name: vpn2
         instance: {tagKey: t, tagValue: vpn2}
         sentinel: "vpn2.internal:7300"
+        probes: [{icmp: 10.1.0.10}]
     routes:
       - routeTable: rtb-01
         destination: 10.1.0.0/16
@@ -93,6 +95,7 @@ func generatedTwentyVPCConfig() -> String {
                     instance: {tagKey: switchman/tunnel, tagValue: vpc\(v)-\(az)}
                     sentinel: "vpn-\(az).vpc\(v).internal:7300"
                     dns: {zoneId: Z\(v)ABC, name: vpn-\(az).vpc\(v).internal, ttl: 30}
+                    probes: [{icmp: 10.\((v + 1) % 20).0.10}, {tcp: "10.\((v + 1) % 20).0.10:443"}]
 
                 """
         }

@@ -41,6 +41,10 @@ public struct TLSConfig: Sendable, Equatable {
     public var ca: String
     public var cert: String
     public var key: String
+    /// The sentinel's certificate and key as written in the file (`{tunnel}` not yet
+    /// replaced); `nil` means the default beside `ca`. See `sentinelPaths(for:)`.
+    public var sentinelCert: String? = nil
+    public var sentinelKey: String? = nil
 
     /// The files of one member: `{id}` in a path becomes the member id, so one file serves
     /// every replica.
@@ -50,6 +54,25 @@ public struct TLSConfig: Sendable, Equatable {
             ca.replacingOccurrences(of: "{id}", with: id),
             cert.replacingOccurrences(of: "{id}", with: id),
             key.replacingOccurrences(of: "{id}", with: id)
+        )
+    }
+
+    /// The files a sentinel needs: `{tunnel}` in a path becomes the tunnel name. Unset
+    /// sentinel paths default to `sentinel-{tunnel}.pem` and `sentinel-{tunnel}-key.pem` in
+    /// the directory of `ca`, which is where `switchman certs sentinel` writes them.
+    public func sentinelPaths(for tunnel: String) -> (ca: String, cert: String, key: String) {
+        let directory: String
+        if let slash = ca.lastIndex(of: "/") {
+            directory = String(ca[...slash])
+        } else {
+            directory = ""
+        }
+        let cert = sentinelCert ?? directory + "sentinel-{tunnel}.pem"
+        let key = sentinelKey ?? directory + "sentinel-{tunnel}-key.pem"
+        return (
+            ca,
+            cert.replacingOccurrences(of: "{tunnel}", with: tunnel),
+            key.replacingOccurrences(of: "{tunnel}", with: tunnel)
         )
     }
 }
@@ -69,6 +92,60 @@ public struct TunnelConfig: Sendable, Equatable {
     public var instance: InstanceSelector
     public var sentinel: HostPort
     public var dns: DNSRecordConfig?
+    /// What the sentinel on the VPN instance probes through its own tunnel.
+    public var probes: [ProbeTarget] = []
+    /// Whether a probe round needs every target (`all`) or one (`any`) to answer.
+    public var require: ProbeRequirement = .all
+
+    public init(
+        name: String, region: String? = nil, instance: InstanceSelector, sentinel: HostPort, dns: DNSRecordConfig? = nil,
+        probes: [ProbeTarget] = [], require: ProbeRequirement = .all
+    ) {
+        self.name = name
+        self.region = region
+        self.instance = instance
+        self.sentinel = sentinel
+        self.dns = dns
+        self.probes = probes
+        self.require = require
+    }
+}
+
+/// One far-side target a sentinel probes through its tunnel.
+public enum ProbeTarget: Sendable, Hashable, CustomStringConvertible {
+    /// ICMP echo to an IPv4 address or DNS name.
+    case icmp(host: String)
+    /// A TCP connect (closed at once).
+    case tcp(HostPort)
+    /// An HTTP(S) GET; any 2xx or 3xx answer counts.
+    case http(url: String)
+
+    /// `icmp`, `tcp` or `http`: the key the target was written with.
+    public var kind: String {
+        switch self {
+        case .icmp: return "icmp"
+        case .tcp: return "tcp"
+        case .http: return "http"
+        }
+    }
+
+    /// The target as written in the config file (without its kind).
+    public var target: String {
+        switch self {
+        case .icmp(let host): return host
+        case .tcp(let hostPort): return hostPort.description
+        case .http(let url): return url
+        }
+    }
+
+    public var description: String { "\(kind) \(target)" }
+}
+
+public enum ProbeRequirement: String, Sendable, Hashable {
+    /// Healthy only when every target answered.
+    case all
+    /// Healthy when at least one target answered.
+    case any
 }
 
 public struct InstanceSelector: Sendable, Equatable {

@@ -343,12 +343,17 @@ struct ConfigReader {
     }
 
     mutating func readTLS(_ at: Located) -> TLSConfig? {
-        guard let f = fields(at, allowed: ["ca", "cert", "key"], required: ["ca", "cert", "key"]) else { return nil }
+        guard let f = fields(at, allowed: ["ca", "cert", "key", "sentinelCert", "sentinelKey"], required: ["ca", "cert", "key"]) else {
+            return nil
+        }
         let ca = string(f["ca"])
         let cert = string(f["cert"])
         let key = string(f["key"])
+        let sentinelCert = string(f["sentinelCert"])
+        let sentinelKey = string(f["sentinelKey"])
         guard let ca, let cert, let key else { return nil }
-        return TLSConfig(ca: ca, cert: cert, key: key)
+        if f["sentinelCert"] != nil && sentinelCert == nil || f["sentinelKey"] != nil && sentinelKey == nil { return nil }
+        return TLSConfig(ca: ca, cert: cert, key: key, sentinelCert: sentinelCert, sentinelKey: sentinelKey)
     }
 
     mutating func readAWS(_ at: Located) -> AWSConfig? {
@@ -374,9 +379,16 @@ struct ConfigReader {
         var firstName: [String: Located] = [:]
         var firstSelector: [String: Located] = [:]
         for item in items {
-            guard let f = fields(item, allowed: ["name", "region", "instance", "sentinel", "dns"], required: ["name", "instance", "sentinel"])
+            guard
+                let f = fields(
+                    item, allowed: ["name", "region", "instance", "sentinel", "dns", "probes", "require"], required: ["name", "instance", "sentinel"])
             else { continue }
             let name = string(f["name"])
+            if let name, let nameAt = f["name"], !SentinelIdentity.isValidTunnelName(name) {
+                error(
+                    nameAt,
+                    "a tunnel name becomes a DNS label in its sentinel's certificate: use 1-63 letters, digits and hyphens, not starting or ending with a hyphen, got \"\(name)\"")
+            }
             let region = region(f["region"])
             var selector: InstanceSelector?
             if let instanceAt = f["instance"], let i = fields(instanceAt, allowed: ["tagKey", "tagValue"], required: ["tagKey", "tagValue"]) {
@@ -409,6 +421,20 @@ struct ConfigReader {
                     }
                 }
             }
+            let probes = readProbes(f["probes"], tunnel: item)
+            var requirement = ProbeRequirement.all
+            var requirementOK = true
+            if let requireAt = f["require"] {
+                requirementOK = false
+                if let text = string(requireAt) {
+                    if let value = ProbeRequirement(rawValue: text) {
+                        requirement = value
+                        requirementOK = true
+                    } else {
+                        error(requireAt, "expected all or any, got \"\(text)\"")
+                    }
+                }
+            }
             if let name { declaredTunnels.insert(name) }
             if let name, let nameAt = f["name"] {
                 if let earlier = firstName[name] {
@@ -417,11 +443,83 @@ struct ConfigReader {
                 }
                 firstName[name] = nameAt
             }
-            if let name, let selector, let sentinel, dnsOK, f["region"] == nil || region != nil {
-                tunnels.append(LocatedValue(value: TunnelConfig(name: name, region: region, instance: selector, sentinel: sentinel, dns: dns), at: item))
+            if let name, SentinelIdentity.isValidTunnelName(name), let selector, let sentinel, dnsOK, let probes, requirementOK,
+                f["region"] == nil || region != nil
+            {
+                tunnels.append(
+                    LocatedValue(
+                        value: TunnelConfig(
+                            name: name, region: region, instance: selector, sentinel: sentinel, dns: dns, probes: probes, require: requirement),
+                        at: item))
             }
         }
         return tunnels
+    }
+
+    /// A tunnel's `probes`: each entry is a one-key mapping `{icmp: HOST}`, `{tcp: HOST:PORT}`
+    /// or `{http: URL}`. Probes are required: a sentinel with nothing to probe could only
+    /// ever report its own liveness, not its tunnel's.
+    mutating func readProbes(_ at: Located?, tunnel: Located) -> [ProbeTarget]? {
+        let message = "a sentinel needs at least one probe target"
+        guard let at else {
+            error(Located(node: tunnel.node, path: tunnel.child("probes")), message)
+            return nil
+        }
+        guard let entries = list(at) else { return nil }
+        if entries.isEmpty {
+            error(at, message)
+            return nil
+        }
+        var probes: [LocatedValue<ProbeTarget>] = []
+        var ok = true
+        for entry in entries {
+            guard let f = fields(entry, allowed: ["icmp", "tcp", "http"], required: []) else {
+                ok = false
+                continue
+            }
+            guard f.values.count == 1, let only = f.values.first else {
+                if !f.values.isEmpty || entry.node.mapping?.isEmpty == true {
+                    error(entry, "expected exactly one of icmp, tcp or http, got \(f.values.isEmpty ? "none" : f.values.keys.sorted().joined(separator: " and "))")
+                }
+                ok = false
+                continue
+            }
+            let valueAt = only.value
+            var probe: ProbeTarget?
+            switch only.key {
+            case "icmp":
+                if let host = string(valueAt) {
+                    if HostPort.isValidHostName(Substring(host)) {
+                        probe = .icmp(host: host)
+                    } else {
+                        error(valueAt, "expected an IPv4 address or DNS name like 10.1.0.10, got \"\(host)\"")
+                    }
+                }
+            case "tcp":
+                probe = hostPort(valueAt).map { ProbeTarget.tcp($0) }
+            default:
+                if let text = string(valueAt) {
+                    if let url = URL(string: text), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme),
+                        let host = url.host, !host.isEmpty
+                    {
+                        probe = .http(url: text)
+                    } else {
+                        error(valueAt, "expected an http(s) URL like http://10.1.0.10/health, got \"\(text)\"")
+                    }
+                }
+            }
+            guard let probe else {
+                ok = false
+                continue
+            }
+            if let earlier = probes.first(where: { $0.value == probe }) {
+                error(valueAt, "duplicate probe target \(probe) (first at \(earlier.at.path), line \(earlier.at.line))")
+                ok = false
+                continue
+            }
+            probes.append(LocatedValue(value: probe, at: valueAt))
+        }
+        return ok ? probes.map(\.value) : nil
     }
 
     typealias LocatedRoute = LocatedValue<RouteConfig>
