@@ -12,7 +12,7 @@ struct Switchman: AsyncParsableCommand {
             Route 53 records.
             """,
         version: SwitchmanVersion.string,
-        subcommands: [Demo.self, SentinelCommand.self, Certs.self, ConfigCommand.self, Debug.self]
+        subcommands: [Serve.self, SentinelCommand.self, Demo.self, Certs.self, ConfigCommand.self, Debug.self]
     )
 
     /// Exit codes the operator can script against: 0 ok, 1 error, 2 usage (ArgumentParser
