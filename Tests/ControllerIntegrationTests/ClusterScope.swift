@@ -2,7 +2,28 @@ import Foundation
 
 /// Everything one multi-process test started: processes, moto, listeners. `withCluster`
 /// tears it all down when the test ends, whether it passed, threw or failed an expectation,
-/// and on a thrown error attaches the last lines of every log to the error.
+/// and on a thrown error attaches the last lines of every log to the error. A typical test:
+///
+///     try await withCluster { c in
+///         let world = try await c.motoWorld()
+///         let pki = try await c.pki(members: [1, 2, 3], sentinels: world.vpnInstances.map(\.tag))
+///         var sentinels: [String: String] = [:]
+///         for vpn in world.vpnInstances { sentinels[vpn.tag] = "127.0.0.1:\(try await unusedPort())" }
+///         let config = try await ConfigWriter.loopback(world: world, pki: pki,
+///             dataRoot: c.directory.appendingPathComponent("data"), sentinels: sentinels)
+///         let path = try c.write(config)
+///         // (`serve`'s flags are illustrative; it does not exist yet.)
+///         for id in 1...3 { try c.spawn("replica-\(id)", ["serve", "--config", path, "--id", "\(id)"]) }
+///         let a = try world.instance("vpn-a"), b = try world.instance("vpn-b")
+///         try await world.terminate(a.instanceID)
+///         let seen = try await world.awaitRouteTarget(table: world.zones[0].routeTableID,
+///                                                     destination: world.remoteCIDR, toBe: b.instanceID)
+///         try #require(seen == b.instanceID)  // throws → the error carries every log's tail
+///     }
+///
+/// Prefer `try #require` for checks whose failure needs the logs: it throws, and the thrown
+/// error comes back with every log's tail. A plain `#expect` does not throw; give it
+/// `c.logTails()` as its comment.
 final class ClusterScope: Sendable {
     /// The test's own temp directory: logs, certificates, config, data directories.
     let directory: URL

@@ -10,6 +10,14 @@ struct ConfigWriter: Sendable {
         var peer: String
         var admin: String
         var zone: String
+
+        /// The port of `peer` / `admin` (nil when the address has none), for readiness polls.
+        var peerPort: Int? { Self.port(peer) }
+        var adminPort: Int? { Self.port(admin) }
+
+        private static func port(_ hostPort: String) -> Int? {
+            hostPort.split(separator: ":").last.flatMap { Int($0) }
+        }
     }
 
     struct TLS: Sendable, Hashable {

@@ -40,16 +40,19 @@ struct MotoHarnessTests {
                 #expect(try await world.routeTarget(table: zone.routeTableID, destination: world.remoteCIDR) == instance)
             }
             #expect(try await world.routeTarget(table: world.zones[0].routeTableID, destination: "192.168.0.0/16") == nil)
+            let all = try await world.routeTargets(destination: world.remoteCIDR)
+            #expect(all == Dictionary(uniqueKeysWithValues: zip(world.routeTables, expected)))
 
             // Drift by hand moves the route; awscli sees it.
             try await world.replaceRouteByHand(table: world.zones[0].routeTableID, destination: world.remoteCIDR, instance: b.instanceID)
-            #expect(try await world.routeTarget(table: world.zones[0].routeTableID, destination: world.remoteCIDR) == b.instanceID)
+            #expect(try await world.awaitRouteTarget(table: world.zones[0].routeTableID, destination: world.remoteCIDR,
+                                                     toBe: b.instanceID, timeout: 30) == b.instanceID)
 
             // DNS: no record until one is written; then its value reads back.
             let name = world.dnsName("vpn-a")
             #expect(try await world.dnsRecord(name: name) == nil)
             try await world.upsertDNSRecord(name: name, value: a.privateIP, ttl: 30)
-            #expect(try await world.dnsRecord(zone: world.hostedZoneID, name: name) == a.privateIP)
+            #expect(try await world.awaitDNSRecord(zone: world.hostedZoneID, name: name, toBe: a.privateIP, timeout: 30) == a.privateIP)
             #expect(try await world.dnsRecord(name: name + ".") == a.privateIP)
         }
     }
@@ -108,6 +111,7 @@ struct MotoHarnessTests {
                 #expect(m.peer.hasPrefix("127.0.0.1:") && m.admin.hasPrefix("127.0.0.1:"))
             }
             #expect(Set(config.members.flatMap { [$0.peer, $0.admin] }).count == 6)
+            #expect(config.members.allSatisfy { $0.adminPort != nil && $0.peerPort != nil })
             #expect(config.routes.map(\.candidates) == [["vpn-a", "vpn-b"], ["vpn-b", "vpn-a"], ["vpn-a", "vpn-b"]])
             #expect(yaml.contains(#"endpoint: "\#(world.endpoint)""#))
             #expect(yaml.contains(#"zoneId: "\#(world.hostedZoneID)""#))

@@ -290,6 +290,41 @@ final class MotoWorld: Sendable {
         try await routes(table: table)[destination]
     }
 
+    /// Where every world route table sends `destination`, in one awscli call (each call costs
+    /// about a second): route table id → target, tables without the route left out.
+    func routeTargets(destination: String) async throws -> [String: String] {
+        let out = try await cli.object(["ec2", "describe-route-tables", "--route-table-ids"] + routeTables)
+        var targets: [String: String] = [:]
+        for t in out["RouteTables"]?.array ?? [] {
+            guard let id = t["RouteTableId"]?.string else { continue }
+            for r in t["Routes"]?.array ?? [] where r["DestinationCidrBlock"]?.string == destination {
+                targets[id] = r["InstanceId"]?.string ?? r["NetworkInterfaceId"]?.string ?? r["GatewayId"]?.string
+            }
+        }
+        return targets
+    }
+
+    /// Polls until `table` sends `destination` to `target` or `timeout` passes; returns the
+    /// target last seen, so a failing test can say where the route pointed instead.
+    func awaitRouteTarget(table: String, destination: String, toBe target: String?, timeout: TimeInterval = 60) async throws -> String? {
+        var last: String?
+        _ = try await eventually(timeout: timeout, every: 0.2) {
+            last = try await routeTarget(table: table, destination: destination)
+            return last == target
+        }
+        return last
+    }
+
+    /// Polls until the A record `name` has `value`; returns the value last seen.
+    func awaitDNSRecord(zone: String? = nil, name: String, toBe value: String?, timeout: TimeInterval = 60) async throws -> String? {
+        var last: String?
+        _ = try await eventually(timeout: timeout, every: 0.2) {
+            last = try await dnsRecord(zone: zone, name: name)
+            return last == value
+        }
+        return last
+    }
+
     /// Ids of the instances carrying `tagKey=tag`, in the given states (default: alive).
     func instanceIDs(tag: String, states: [String] = ["pending", "running"]) async throws -> [String] {
         var filters = ["Name=tag:\(spec.tagKey),Values=\(tag)"]
