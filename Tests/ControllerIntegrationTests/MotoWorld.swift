@@ -221,26 +221,33 @@ final class MotoWorld: Sendable {
         let vpc = try await cli.object(["ec2", "create-vpc", "--cidr-block", spec.vpcCIDR]).string("Vpc", "VpcId")
         let octets = spec.vpcCIDR.split(separator: ".")
         guard octets.count == 4 else { throw HarnessError.unexpected("vpcCIDR \(spec.vpcCIDR) is not a /16 like 10.0.0.0/16") }
-        var zones: [WorldZone] = []
-        for (i, name) in spec.zones.enumerated() {
-            let cidr = "\(octets[0]).\(octets[1]).\(i).0/24"
-            let subnet = try await cli.object(["ec2", "create-subnet", "--vpc-id", vpc, "--cidr-block", cidr,
+        // Independent calls run side by side: each awscli call is a ~1s Python start-up, and a
+        // serial build of a 3-zone world takes over 15s.
+        let vpcPrefix = "\(octets[0]).\(octets[1])"
+        async let amiCall = cli.object(["ec2", "describe-images", "--owners", "amazon"]).string("Images", "ImageId")
+        let zones = try await concurrentMap(Array(spec.zones.enumerated())) { i, name in
+            let cidr = "\(vpcPrefix).\(i).0/24"
+            async let subnetCall = cli.object(["ec2", "create-subnet", "--vpc-id", vpc, "--cidr-block", cidr,
                                                "--availability-zone", name]).string("Subnet", "SubnetId")
-            let table = try await cli.object(["ec2", "create-route-table", "--vpc-id", vpc]).string("RouteTable", "RouteTableId")
+            async let tableCall = cli.object(["ec2", "create-route-table", "--vpc-id", vpc]).string("RouteTable", "RouteTableId")
+            let (subnet, table) = try await (subnetCall, tableCall)
             _ = try await cli.object(["ec2", "associate-route-table", "--route-table-id", table, "--subnet-id", subnet])
                 .string("AssociationId")
-            zones.append(WorldZone(name: name, subnetID: subnet, routeTableID: table, cidr: cidr))
+            return WorldZone(name: name, subnetID: subnet, routeTableID: table, cidr: cidr)
         }
-        let ami = try await cli.object(["ec2", "describe-images", "--owners", "amazon"]).string("Images", "ImageId")
-        var instances: [VPNInstance] = []
-        for t in spec.tunnels {
-            instances.append(try await launch(cli: cli, ami: ami, tagKey: spec.tagKey, tag: t.name, zone: zones[t.zone]))
+        let ami = try await amiCall
+        let tagKey = spec.tagKey
+        let instances = try await concurrentMap(spec.tunnels.map { ($0.name, zones[$0.zone]) }) { tag, zone in
+            try await launch(cli: cli, ami: ami, tagKey: tagKey, tag: tag, zone: zone)
         }
         if spec.initialRoutes, let fallback = instances.first {
-            for (i, zone) in zones.enumerated() {
-                let own = zip(spec.tunnels, instances).first(where: { $0.0.zone == i })?.1 ?? fallback
-                try await cli.run(["ec2", "create-route", "--route-table-id", zone.routeTableID,
-                                   "--destination-cidr-block", spec.remoteCIDR, "--instance-id", own.instanceID])
+            let routes = zones.enumerated().map { i, zone in
+                (zone.routeTableID, zip(spec.tunnels, instances).first(where: { $0.0.zone == i })?.1 ?? fallback)
+            }
+            let remote = spec.remoteCIDR
+            _ = try await concurrentMap(routes) { (table: String, own: VPNInstance) -> Void in
+                try await cli.run(["ec2", "create-route", "--route-table-id", table,
+                                   "--destination-cidr-block", remote, "--instance-id", own.instanceID])
             }
         }
         let hostedZone = try await cli.object(["route53", "create-hosted-zone", "--name", spec.hostedZoneName,
@@ -389,6 +396,27 @@ final class MotoWorld: Sendable {
         ] as [String: Any]]]]
         let text = String(decoding: try JSONSerialization.data(withJSONObject: batch), as: UTF8.self)
         try await cli.run(["route53", "change-resource-record-sets", "--hosted-zone-id", zone ?? hostedZoneID, "--change-batch", text])
+    }
+}
+
+/// `transform` over `items`, at most `width` at a time, results in the order of `items`.
+func concurrentMap<T: Sendable, R: Sendable>(_ items: [T], width: Int = 4,
+                                             _ transform: @escaping @Sendable (T) async throws -> R) async throws -> [R] {
+    try await withThrowingTaskGroup(of: (Int, R).self) { group in
+        var results = [R?](repeating: nil, count: items.count)
+        var next = 0
+        func add() {
+            guard next < items.count else { return }
+            let index = next, item = items[index]
+            group.addTask { (index, try await transform(item)) }
+            next += 1
+        }
+        for _ in 0..<max(1, width) { add() }
+        while let (index, value) = try await group.next() {
+            results[index] = value
+            add()
+        }
+        return results.compactMap { $0 }
     }
 }
 
