@@ -126,8 +126,8 @@ func eventuallyValue<T>(timeout: TimeInterval = 60, every interval: TimeInterval
 }
 
 /// Thread-safe mutable box. `@unchecked Sendable` is safe because `value` is only touched
-/// while holding `lock`.
-final class Locked<Value>: @unchecked Sendable {
+/// while holding `lock`, and is itself Sendable, so nothing read out of it is shared unsafely.
+final class Locked<Value: Sendable>: @unchecked Sendable {
     private let lock = NSLock()
     private var value: Value
     init(_ value: Value) { self.value = value }
@@ -138,7 +138,7 @@ final class Locked<Value>: @unchecked Sendable {
     }
 }
 
-extension Locked where Value: Sendable {
+extension Locked {
     var current: Value { withLock { $0 } }
 }
 
