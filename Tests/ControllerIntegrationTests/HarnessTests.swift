@@ -189,6 +189,8 @@ struct HarnessTests {
         }
         let writer = try #require(leftover.withLock { $0 })
         #expect(!writer.isRunning)
+        // A failed scope keeps its directory for inspection; this failure was on purpose.
+        try? FileManager.default.removeItem(at: writer.logFile.deletingLastPathComponent().deletingLastPathComponent())
     }
 
     @Test func tcpFlapperOpensAndClosesOnTheSamePort() async throws {
