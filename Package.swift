@@ -161,6 +161,15 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
+        // Multi-process cluster tests: real `switchman` processes against moto_server, checked
+        // with awscli. Talks to the code under test only through the built binary.
+        .testTarget(
+            name: "ControllerIntegrationTests",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
