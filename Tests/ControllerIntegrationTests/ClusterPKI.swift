@@ -39,11 +39,9 @@ struct ClusterPKI: Sendable {
             + members.values.flatMap { [$0.cert, $0.key] } + sentinels.values.flatMap { [$0.cert, $0.key] }
     }
 
-    /// The command that issues a sentinel's certificate. Today `switchman certs` has no
-    /// sentinel kind, so a sentinel gets a client certificate named `sentinel-<tunnel>`; when
-    /// a `certs sentinel` subcommand lands, this is the one place to change.
+    /// The command that issues a sentinel's certificate (serverAuth, named for its tunnel).
     static func sentinelCommand(directory: String, tunnel: String) -> [String] {
-        ["certs", "client", "--dir", directory, "--name", "sentinel-\(tunnel)"]
+        ["certs", "sentinel", "--dir", directory, "--tunnel", tunnel]
     }
 
     /// Creates everything in `directory` (which must not hold a PKI yet).

@@ -69,8 +69,10 @@ final class ClusterScope: Sendable {
     }
 
     /// Starts moto, builds the world; moto is stopped and its log shown on failure.
-    func motoWorld(_ spec: MotoWorld.Spec = MotoWorld.Spec()) async throws -> MotoWorld {
-        let moto = try await MotoServer.start(in: directory)
+    /// `recordingTo`: moto appends every request it serves (headers included) to this file,
+    /// the independent write log of the fencing checks.
+    func motoWorld(_ spec: MotoWorld.Spec = MotoWorld.Spec(), recordingTo recording: URL? = nil) async throws -> MotoWorld {
+        let moto = try await MotoServer.start(in: directory, recordingTo: recording)
         onTeardown { await moto.stop() }
         attachLog("moto", moto.logFile)
         return try await MotoWorld.build(on: moto, spec: spec)

@@ -13,12 +13,16 @@ final class MotoServer: Sendable {
     var endpoint: String { "http://127.0.0.1:\(port)" }
 
     /// Starts moto, logging to `directory/moto.log`, and waits until it accepts connections.
-    static func start(in directory: URL, startTimeout: TimeInterval = 90) async throws -> MotoServer {
+    static func start(in directory: URL, startTimeout: TimeInterval = 90, recordingTo recording: URL? = nil) async throws -> MotoServer {
         let motoPath = try Tools.require("moto_server")
         _ = try Tools.require("aws")  // fail now, not at the first world-building call
         let log = directory.appendingPathComponent("moto.log")
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "INITIAL_NO_AUTH_ACTION_COUNT")  // would turn signature checks on
+        if let recording {
+            env["MOTO_ENABLE_RECORDING"] = "True"
+            env["MOTO_RECORDER_FILEPATH"] = recording.path
+        }
         // A free port can be taken by someone else before moto binds it: then try another.
         for _ in 0..<5 {
             let port = try await unusedPort()
