@@ -38,7 +38,8 @@ enum WriteLog {
 
     static func action(of request: [String: Any]) -> String? {
         let url = request["url"] as? String ?? ""
-        if url.contains("/rrset") { return "ChangeResourceRecordSets" }
+        let method = (request["method"] as? String ?? "").uppercased()
+        if url.contains("/rrset") { return method == "POST" ? "ChangeResourceRecordSets" : "ListResourceRecordSets" }
         guard var body = request["body"] as? String else { return nil }
         if request["body_encoded"] as? Bool == true, let d = Data(base64Encoded: body) {
             body = String(decoding: d, as: UTF8.self)

@@ -165,6 +165,9 @@ public actor ControllerReplica: Service {
 
     private func probeLoop() async {
         var runs: [String: Runs] = [:]
+        // Rounds in a row in which no observation reached a leader: a replica cut off from
+        // the others says so in its log (first time, then every 10 rounds).
+        var unsubmitted = 0
         let fall = UInt32(clamping: config.health.fall), rise = UInt32(clamping: config.health.rise)
         while !Task.isCancelled {
             let started = ContinuousClock.now
@@ -176,6 +179,8 @@ public actor ControllerReplica: Service {
                 for await (name, check) in group { all[name] = check }
                 return all
             }
+            var failedSubmissions = 0
+            var lastError = ""
             for tunnel in config.tunnels {
                 guard let check = checks[tunnel.name] else { continue }
                 var r = runs[tunnel.name] ?? Runs()
@@ -202,10 +207,20 @@ public actor ControllerReplica: Service {
                         r.sentAt = ContinuousClock.now
                     } catch {
                         // No leader right now; the next round tries again.
-                        logger.debug("observation not submitted", metadata: ["tunnel": "\(tunnel.name)", "error": "\(error)"])
+                        failedSubmissions += 1
+                        lastError = "\(error)"
                     }
                 }
                 runs[tunnel.name] = r
+            }
+            if failedSubmissions > 0 {
+                unsubmitted += 1
+                if unsubmitted == 1 || unsubmitted % 10 == 0 {
+                    logger.warning("observations are not reaching a leader", metadata: ["rounds": "\(unsubmitted)", "error": "\(lastError)"])
+                }
+            } else if unsubmitted > 0 {
+                logger.notice("observations reach a leader again", metadata: ["after": "\(unsubmitted) rounds"])
+                unsubmitted = 0
             }
             let next = started + timing.probeInterval
             if next > ContinuousClock.now { try? await Task.sleep(until: next) }
