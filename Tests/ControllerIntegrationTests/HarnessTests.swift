@@ -95,10 +95,11 @@ struct MotoHarnessTests {
                                                          sentinels: sentinels, dns: true)
             // Quoting: a value with YAML syntax in it stays one string.
             config.clusterName = #"it: "quoted" # not a comment"#
-            // The sentinel TLS keys are newer than today's schema; the probes check of the
-            // output is in `ConfigWriterTests`.
-            config.tls.sentinelCert = nil
-            config.tls.sentinelKey = nil
+            // Every key the writer knows, checked by the binary: probes of each kind, require.
+            for i in config.tunnels.indices {
+                config.tunnels[i].probes = [.icmp("172.16.0.10"), .tcp("172.16.0.10:443"), .http("http://172.16.0.10/health")]
+                config.tunnels[i].require = .any
+            }
             let path = try scope.write(config)
             let result = try await SwitchmanBinary.run(["config", "check", path])
             #expect(result.status == 0, "\(result.stdout)\(result.stderr)\n\(config.yaml())")
@@ -271,7 +272,9 @@ struct ConfigWriterTests {
 
     @Test func sampleWithFastTimingsPassesConfigCheck() async throws {
         try await withCluster { scope in
-            let path = try scope.write(sample())
+            var config = sample()
+            for i in config.tunnels.indices { config.tunnels[i].probes = [.tcp("172.16.0.10:22")] }
+            let path = try scope.write(config)
             let result = try await SwitchmanBinary.run(["config", "check", path])
             #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
             #expect(result.stdout.contains("OK (3 members, 2 tunnels, 1 routes)"), "\(result.stdout)")
