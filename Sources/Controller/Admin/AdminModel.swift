@@ -159,3 +159,56 @@ public enum AdminJSON {
         return d
     }
 }
+
+/// `GET /v1/members`, `/v1/tunnels`, `/v1/routes`: the same header as the status, one list.
+public struct AdminMembers: Codable, Sendable, Hashable {
+    public var cluster: String
+    public var answeredBy: UInt64
+    public var leader: UInt64
+    public var term: UInt64
+    public var consistency: String
+    public var members: [AdminMember]
+}
+
+public struct AdminTunnels: Codable, Sendable, Hashable {
+    public var cluster: String
+    public var answeredBy: UInt64
+    public var leader: UInt64
+    public var term: UInt64
+    public var consistency: String
+    public var tunnels: [AdminTunnel]
+}
+
+public struct AdminRoutes: Codable, Sendable, Hashable {
+    public var cluster: String
+    public var answeredBy: UInt64
+    public var leader: UInt64
+    public var term: UInt64
+    public var consistency: String
+    public var routes: [AdminRoute]
+}
+
+/// Bodies of the write calls.
+public struct AdminDrainRequest: Codable, Sendable, Hashable {
+    public var reason: String
+    public init(reason: String) { self.reason = reason }
+}
+
+public struct AdminTransferRequest: Codable, Sendable, Hashable {
+    /// Omitted: the most caught-up voter.
+    public var to: UInt64?
+    public init(to: UInt64?) { self.to = to }
+}
+
+public struct AdminMemberRequest: Codable, Sendable, Hashable {
+    public var id: UInt64
+    /// host:port of its Raft transport.
+    public var peer: String
+    /// Join as a learner (no vote) first; promote by adding again without it.
+    public var learner: Bool?
+    public init(id: UInt64, peer: String, learner: Bool?) {
+        self.id = id
+        self.peer = peer
+        self.learner = learner
+    }
+}
