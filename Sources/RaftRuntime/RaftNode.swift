@@ -107,6 +107,9 @@ public struct RaftNodeStatus: Sendable {
     public var matchIndexes: [NodeID: UInt64]
     /// Until when this leader holds its lease (monotonic clock); nil if it holds none.
     public var leaseExpiry: ContinuousClock.Instant?
+    /// When a message from each peer last arrived here. A leader hears from every member; a
+    /// follower mostly from its leader.
+    public var lastContact: [NodeID: ContinuousClock.Instant] = [:]
 }
 
 public enum RaftNodeEvent: Sendable, Equatable {
@@ -144,6 +147,8 @@ public actor RaftNode: Service {
     }
 
     private var pendingInputs: [Input] = []
+    /// When a message from each peer last arrived: operators ask "is it reachable?".
+    private var lastHeard: [NodeID: ContinuousClock.Instant] = [:]
     private var wakeup: CheckedContinuation<Void, Never>?
     private var proposalWaiters: [UInt64: (term: UInt64, tick: UInt64, cont: CheckedContinuation<LogPosition, any Error>)] = [:]
     private var readWaiters: [UInt64: (tick: UInt64, cont: CheckedContinuation<UInt64, any Error>)] = [:]
@@ -268,7 +273,7 @@ public actor RaftNode: Service {
             id: configuration.id, role: core.role, term: core.term, leader: core.leader,
             commitIndex: core.commitIndex, appliedIndex: appliedIndex, lastIndex: core.lastIndex,
             snapshotIndex: core.snapshotIndex, membership: core.membership, matchIndexes: core.matchIndexes,
-            leaseExpiry: currentLease())
+            leaseExpiry: currentLease(), lastContact: lastHeard)
     }
 
     /// Whether this node is the leader and holds a lease right now.
@@ -357,6 +362,7 @@ public actor RaftNode: Service {
                     expireRequests()
                 case .message(let inbound):
                     guard let m = decode(inbound) else { continue }
+                    lastHeard[m.from] = ContinuousClock.now
                     effects += core.step(.receive(m)).effects
                 case .propose(let data, let cont):
                     if stopping {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Controller
 import Foundation
 import Logging
+import RaftRuntime
 import ServiceLifecycle
 
 struct Serve: AsyncParsableCommand {
@@ -36,6 +37,7 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let registry = AdminServer.bootstrapMetrics()
         let level = Logger.Level(rawValue: logLevel) ?? .info
         let memberID = id ?? ProcessInfo.processInfo.environment["SWITCHMAN_ID"].flatMap(UInt64.init) ?? 0
         var logger = Logger(label: "switchman.replica") { StreamLogHandler.standardError(label: $0) }
@@ -59,14 +61,27 @@ struct Serve: AsyncParsableCommand {
             FileHandle.standardError.write(Data("switchman serve: \(error)\n".utf8))
             throw ExitCode.failure
         }
+        guard let member = cfg.cluster.members.first(where: { $0.id == memberID }) else { throw ExitCode.failure }
+        let admin: any Service
+        do {
+            let credentials = try PeerTLSCredentials(caFile: paths.ca, certificateFile: paths.cert, privateKeyFile: paths.key)
+            let adminLogger = logger
+            admin = try AdminServer.make(
+                replica: assembly.replica, credentials: credentials, host: member.admin.host, port: Int(member.admin.port),
+                registry: registry, logger: logger,
+                onRunning: { port in adminLogger.notice("admin API listening (mTLS)", metadata: ["address": "\(member.admin.host):\(port)"]) })
+        } catch {
+            FileHandle.standardError.write(Data("switchman serve: admin API: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
         logger.notice("replica starting", metadata: [
             "cluster": "\(cfg.cluster.name)", "members": "\(cfg.cluster.members.count)", "tunnels": "\(cfg.tunnels.count)",
             "routes": "\(cfg.routes.count)",
         ])
-        // Shut down in reverse: the replica's loops stop first, then the Raft node hands
-        // leadership over and closes its log.
+        // Shut down in reverse: the admin API, then the replica's loops, then the Raft node
+        // hands leadership over and closes its log.
         let group = ServiceGroup(
-            services: [assembly.node, assembly.replica], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            services: [assembly.node, assembly.replica, admin], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         do {
             try await group.run()
         } catch {

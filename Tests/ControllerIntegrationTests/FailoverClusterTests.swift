@@ -6,6 +6,7 @@ import Testing
 struct RunningCluster {
     let scope: ClusterScope
     let world: MotoWorld
+    let pki: ClusterPKI
     let config: ConfigWriter
     let configPath: String
     let targets: [String: TCPFlapper]
@@ -46,7 +47,7 @@ struct RunningCluster {
         for id in 1...3 {
             try scope.spawn("replica-\(id)", ["serve", "--config", path, "--id", "\(id)", "--log-level", "info"], environment: env)
         }
-        return RunningCluster(scope: scope, world: world, config: config, configPath: path, targets: targets, recording: recording)
+        return RunningCluster(scope: scope, world: world, pki: pki, config: config, configPath: path, targets: targets, recording: recording)
     }
 
     func replica(_ id: UInt64) throws -> SwitchmanProcess { try scope.process("replica-\(id)") }

@@ -101,6 +101,7 @@ public actor ControllerReplica: Service {
                 group.addTask { await self.probeLoop() }
                 group.addTask { await self.leaderLoop() }
                 group.addTask { await self.watchRole() }
+                group.addTask { await self.metricsLoop() }
                 await group.waitForAll()
             }
         }
@@ -114,6 +115,38 @@ public actor ControllerReplica: Service {
             if case .roleChanged(let role, let term, let leader) = event {
                 logger.notice("role changed", metadata: ["role": "\(role)", "term": "\(term)", "leader": "\(leader)"])
             }
+        }
+    }
+
+    /// Gauges an operator graphs: who leads, how far the log is, the lease, each tunnel's
+    /// verdict and where each route points (by this replica's copy of the state).
+    private func metricsLoop() async {
+        var shownTargets: [RouteKey: String] = [:]
+        while !Task.isCancelled {
+            let s = await node.status
+            Gauge(label: "switchman_leader").record(Int64(s.leader))
+            Gauge(label: "switchman_is_leader").record(s.role == .leader ? 1 : 0)
+            Gauge(label: "switchman_commit_index").record(Int64(clamping: s.commitIndex))
+            Gauge(label: "switchman_applied_index").record(Int64(clamping: machine.appliedIndex))
+            let lease = s.leaseExpiry.map { max(.zero, $0 - ContinuousClock.now) } ?? .zero
+            Gauge(label: "switchman_lease_remaining_seconds").record(Double(lease.milliseconds) / 1000)
+            let state = machine.state
+            for tunnel in config.tunnels {
+                let verdict = state.verdict(of: tunnel.name)
+                Gauge(label: "switchman_tunnel_up", dimensions: [("tunnel", tunnel.name)])
+                    .record(verdict == .up ? 1 : (verdict == .down ? -1 : 0))
+                Gauge(label: "switchman_tunnel_drained", dimensions: [("tunnel", tunnel.name)])
+                    .record(state.tunnels[tunnel.name]?.drain != nil ? 1 : 0)
+            }
+            for (key, target) in state.routeTargets {
+                let dims = [("route_table", key.routeTable), ("destination", key.destination.description)]
+                if let old = shownTargets[key], old != target.tunnel {
+                    Gauge(label: "switchman_route_target", dimensions: dims + [("tunnel", old)]).record(0)
+                }
+                Gauge(label: "switchman_route_target", dimensions: dims + [("tunnel", target.tunnel)]).record(1)
+                shownTargets[key] = target.tunnel
+            }
+            try? await Task.sleep(for: timing.probeInterval)
         }
     }
 
@@ -378,9 +411,24 @@ public actor ControllerReplica: Service {
                         return "\(outcome)"
                     }
                     await self.noteResult(p.key, ok: ok)
+                    if ok, let detected = Self.detection(of: p, in: state) {
+                        let millis = self.wallClock() >= detected.millis ? self.wallClock() - detected.millis : 0
+                        Timer(label: "switchman_failover_detection_to_write_seconds").recordMilliseconds(millis)
+                    }
                 }
             }
         }
+    }
+
+    /// When the failure that moved this route was agreed: the latest "down" of a candidate
+    /// the plan skipped. Nil for moves that are not failovers (failback, drift, replacement).
+    static func detection(of plan: PlannedRoute, in state: FailoverState) -> Stamp? {
+        guard case .failover(let skipped) = plan.reason else { return nil }
+        let down = Set(skipped.filter { $0.why == .down }.map(\.tunnel))
+        return state.events.events.last { e in
+            if case .tunnelDown(let t, _, _) = e.kind { return down.contains(t) }
+            return false
+        }?.at
     }
 
     private func noteResult(_ key: RouteKey, ok: Bool) {

@@ -1,0 +1,102 @@
+import Controller
+import Foundation
+import Testing
+
+extension RunningCluster {
+    func adminAddress(_ id: UInt64) throws -> String { try config.member(id).admin }
+
+    /// curl (an independent HTTPS client) with the operator's certificate, or with `cert`.
+    func curl(_ id: UInt64, _ path: String, method: String = "GET", body: String? = nil,
+              cert: ClusterPKI.Pair? = nil, caFile: String? = nil) async throws -> (status: Int, body: String) {
+        let pair = cert ?? pki.operatorClient
+        var args = ["curl", "-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}", "-X", method,
+                    "--cacert", caFile ?? pki.caCert, "https://\(try adminAddress(id))\(path)"]
+        if !pair.cert.isEmpty { args += ["--cert", pair.cert, "--key", pair.key] }
+        if let body { args += ["-H", "Content-Type: application/json", "--data", body] }
+        let r = try await runProcess(args, timeout: 60)
+        let lines = r.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+        let status = lines.last.flatMap { Int($0) } ?? 0
+        return (status, lines.dropLast().joined(separator: "\n") + (r.status != 0 ? r.stderr : ""))
+    }
+
+    func decode<T: Decodable>(_ type: T.Type, _ text: String) throws -> T {
+        try AdminJSON.decoder().decode(T.self, from: Data(text.utf8))
+    }
+}
+
+@Suite(.serialized) struct AdminAPITests {
+    /// Every replica answers over mutual TLS, followers linearizably; drains go through any
+    /// replica; `/metrics` is Prometheus text with the named series; strangers are refused.
+    @Test func adminAPIOverMutualTLS() async throws {
+        try await withCluster { scope in
+            let c = try await RunningCluster.start(scope, dns: false)
+            let zones = c.zoneRoutes
+            try await c.expectRoutes([zones[0].table: try c.eni(zones[0].own), zones[1].table: try c.eni(zones[1].own)], "initial placement")
+            let leader = try await c.waitForLeader()
+            let follower = leader.id == 1 ? UInt64(2) : 1
+
+            for id in [leader.id, follower] {
+                let r = try await c.curl(id, "/v1/status")
+                try #require(r.status == 200, "\(r.body)")
+                let s = try c.decode(AdminStatus.self, r.body)
+                #expect(s.consistency == "linearizable")
+                #expect(s.answeredBy == id)
+                #expect(s.leader == leader.id)
+                #expect(s.members.map(\.id) == [1, 2, 3])
+                #expect(s.tunnels.map(\.state) == ["up", "up"])
+                #expect(s.routes.allSatisfy { $0.desired == $0.actual && $0.lastWrite?.success == true })
+            }
+            // Raw JSON keys are the documented ones.
+            let raw = try await c.curl(follower, "/v1/status")
+            for key in ["\"cluster\"", "\"leader\"", "\"term\"", "\"commitIndex\"", "\"members\"", "\"reachable\"", "\"tunnels\"",
+                        "\"drained\"", "\"observations\"", "\"routes\"", "\"routeTable\"", "\"destination\"", "\"desired\"",
+                        "\"actual\"", "\"lastWrite\""] {
+                #expect(raw.body.contains(key), "\(key) missing from \(raw.body)")
+            }
+
+            // A drain through a follower: applied cluster-wide, and the routes leave the tunnel.
+            let drained = zones[0].own
+            let d = try await c.curl(follower, "/v1/tunnels/\(drained)/drain", method: "POST", body: #"{"reason":"maintenance"}"#)
+            #expect(d.status == 200, "\(d.body)")
+            let t = try c.decode(AdminTunnels.self, try await c.curl(leader.id, "/v1/tunnels").body)
+            #expect(t.tunnels.first { $0.name == drained }?.drained == true)
+            #expect(t.tunnels.first { $0.name == drained }?.drainedBy?.contains("client") == true)
+            try await c.expectRoutes([zones[0].table: try c.eni(zones[0].other), zones[1].table: try c.eni(zones[1].own)], "drained tunnel left")
+            #expect(try await c.curl(leader.id, "/v1/tunnels/\(drained)/undrain", method: "POST").status == 200)
+            #expect(try await c.curl(leader.id, "/v1/tunnels/nope/drain", method: "POST", body: #"{"reason":"x"}"#).status == 404)
+
+            let events = try c.decode(AdminEvents.self, try await c.curl(follower, "/v1/events?since=0&limit=1000").body)
+            #expect(events.events.contains { $0.kind == "drained" })
+            #expect(events.events.contains { $0.kind == "intent" })
+
+            // Prometheus text with the promised series.
+            let m = try await c.curl(leader.id, "/metrics")
+            #expect(m.status == 200)
+            for series in ["switchman_raft_term", "switchman_leader", "switchman_commit_index", "switchman_applied_index",
+                           "switchman_lease_remaining_seconds", "switchman_tunnel_up", "switchman_route_target",
+                           "switchman_aws_request_duration_seconds", "switchman_aws_requests_total"] {
+                #expect(m.body.contains("\n\(series)") || m.body.hasPrefix(series), "\(series) missing")
+            }
+            for line in m.body.split(separator: "\n") where !line.hasPrefix("#") {
+                let parts = line.split(separator: " ")
+                #expect(parts.count == 2 && Double(parts[1]) != nil, "not a sample line: \(line)")
+            }
+
+            // A client without a certificate, and a sentinel's certificate, are refused.
+            let anonymous = try await c.curl(leader.id, "/v1/status", cert: ClusterPKI.Pair(cert: "", key: ""))
+            #expect(anonymous.status != 200)
+            // A sentinel's certificate is for serving only (no clientAuth): the handshake fails,
+            // and were it to pass, the middleware answers 403.
+            let sentinelCert = try c.pki.sentinel(zones[0].own)
+            let bySentinel = try await c.curl(leader.id, "/v1/status", cert: sentinelCert)
+            #expect(bySentinel.status != 200, "\(bySentinel.body)")
+
+            // Transfers must go to the leader; the leader hands over.
+            #expect(try await c.curl(follower, "/v1/leader/transfer", method: "POST", body: "{}").status == 409)
+            let moved = try await c.curl(leader.id, "/v1/leader/transfer", method: "POST", body: #"{"to":\#(follower)}"#)
+            #expect(moved.status == 200, "\(moved.body)")
+            let next = try await c.waitForLeader(newerThan: leader.term)
+            #expect(next.id == follower)
+        }
+    }
+}
