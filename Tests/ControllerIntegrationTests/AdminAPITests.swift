@@ -97,6 +97,28 @@ extension RunningCluster {
             #expect(moved.status == 200, "\(moved.body)")
             let next = try await c.waitForLeader(newerThan: leader.term)
             #expect(next.id == follower)
+
+            // During a leadership change every request gets an answer (200, or 503 while no
+            // leader is known), never a hang or a dropped connection.
+            let back = try await c.curl(next.id, "/v1/leader/transfer", method: "POST", body: #"{"to":\#(leader.id)}"#)
+            #expect(back.status == 200, "\(back.body)")
+            for _ in 0..<10 {
+                let r = try await c.curl(3, "/v1/status")
+                #expect(r.status == 200 || r.status == 503, "\(r.status) \(r.body)")
+            }
+            _ = try await c.waitForLeader(newerThan: next.term)
+
+            // Without a quorum: stale reads answer from the replica's copy, linearizable ones
+            // say there is no quorum (exit 3 in the CLI).
+            let alone = UInt64(3)
+            for id in [UInt64(1), 2] { (try c.replica(id)).pause() }
+            let stale = try await c.curl(alone, "/v1/status?stale=true")
+            #expect(stale.status == 200, "\(stale.body)")
+            #expect((try? c.decode(AdminStatus.self, stale.body))?.consistency == "stale")
+            let strict = try await c.curl(alone, "/v1/status")
+            #expect(strict.status == 503, "\(strict.body)")
+            #expect(strict.body.contains("no_quorum") || strict.body.contains("no_leader"), "\(strict.body)")
+            for id in [UInt64(1), 2] { (try c.replica(id)).resume() }
         }
     }
 }
