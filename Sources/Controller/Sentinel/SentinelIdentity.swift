@@ -118,27 +118,8 @@ extension CertificateDirectory {
         return [certPath, keyPath]
     }
 
-    /// Same contract as the member files' writer in RaftRuntime (whose helper is internal
-    /// there): created with its final mode, O_EXCL unless forced, fsynced.
     private func writeSecurely(_ contents: String, to path: String, mode: mode_t, force: Bool) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (force ? O_TRUNC : O_EXCL), mode)
-        guard fd >= 0 else {
-            if errno == EEXIST { throw CertificateDirectoryError.filesExist([path]) }
-            throw SentinelCertificateError.io(path: path, operation: "open", errno: errno)
-        }
-        defer { close(fd) }
-        guard fchmod(fd, mode) == 0 else { throw SentinelCertificateError.io(path: path, operation: "chmod", errno: errno) }
-        let bytes = Array(contents.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw SentinelCertificateError.io(path: path, operation: "write", errno: errno)
-            }
-            offset += n
-        }
-        guard fsync(fd) == 0 else { throw SentinelCertificateError.io(path: path, operation: "fsync", errno: errno) }
+        try CertificateDirectory.writeSecurely(contents, to: path, mode: mode, force: force)
     }
 }
 

@@ -165,7 +165,7 @@ public struct CertificateDirectory: Sendable {
 
     /// Creates the file with its final mode from the start (O_EXCL unless forced), so a key is
     /// never readable by others, not even for an instant, and is never silently replaced.
-    static func writeSecurely(_ contents: String, to path: String, mode: mode_t, force: Bool) throws {
+    public static func writeSecurely(_ contents: String, to path: String, mode: mode_t, force: Bool) throws {
         let flags = O_WRONLY | O_CREAT | O_CLOEXEC | (force ? O_TRUNC : O_EXCL)
         let fd = open(path, flags, mode)
         guard fd >= 0 else {
