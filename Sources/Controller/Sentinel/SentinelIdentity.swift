@@ -74,7 +74,6 @@ public enum SentinelCertificateError: Error, Equatable, CustomStringConvertible 
     case invalidHost(String)
     case notASentinelCertificate(String)
     case wrongTunnel(expected: String, certificate: String)
-    case io(path: String, operation: String, errno: Int32)
 
     public var description: String {
         switch self {
@@ -84,7 +83,6 @@ public enum SentinelCertificateError: Error, Equatable, CustomStringConvertible 
         case .notASentinelCertificate(let why): return "not a sentinel certificate: \(why)"
         case .wrongTunnel(let expected, let certificate):
             return "the certificate is for the sentinel of tunnel \"\(certificate)\", not \"\(expected)\""
-        case .io(let path, let operation, let code): return "\(operation) \(path) failed: \(String(cString: strerror(code)))"
         }
     }
 }
