@@ -148,7 +148,15 @@ enum RoleLog {
             // The far side of tunnel a stops answering: both tables go through b.
             try #require(c.targets[a.own] != nil)
             await c.targets[a.own]?.close()
+            let brokenAt = Date()
             try await c.expectRoutes([a.table: try c.eni(b.own), b.table: try c.eni(b.own)], "failover away from \(a.own)")
+            // Measured, not asserted: how long the failover took here, and the leader's own
+            // detection-to-write time from /metrics (docs/BENCHMARKS.md).
+            if let leader = c.leader() {
+                let metrics = (try? await c.curl(leader.id, "/metrics").body) ?? ""
+                let lines = metrics.split(separator: "\n").filter { $0.hasPrefix("switchman_failover_detection_to_write_seconds_sum") || $0.hasPrefix("switchman_failover_detection_to_write_seconds_count") }
+                print("failover: far side closed → both routes read back moved (awscli polling included): \(String(format: "%.1f", Date().timeIntervalSince(brokenAt))) s; leader \(leader.id): \(lines.joined(separator: ", "))")
+            }
 
             // It answers again: after the hold-down, zone a's table comes back to it.
             try await c.targets[a.own]?.open()
