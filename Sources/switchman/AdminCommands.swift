@@ -69,7 +69,10 @@ struct AdminOptions: ParsableArguments {
                 endpoints: settings.endpoints, caFile: settings.caFile, certificateFile: settings.certificateFile, keyFile: settings.keyFile,
                 timeout: settings.timeout, logger: logger)
         } catch let error as AdminUsageError {
-            throw ValidationError(error.message)
+            // Not a ValidationError: thrown from run(), that would print the root command's
+            // usage instead of this one's; the message names the flag already.
+            FileHandle.standardError.write(Data("switchman: \(error.message)\n".utf8))
+            throw ExitCode(AdminExitStatus.usage.rawValue)
         }
         let outcome: Result<Document, any Error>
         do {

@@ -760,6 +760,10 @@ struct SwitchmanCLITests {
         #expect(missingKey.code == 2)
         #expect(missingKey.stderr.contains("--key") && missingKey.stderr.contains("SWITCHMAN_KEY"), "\(missingKey.stderr)")
 
+        let unreadable = try await runSwitchman(["routes", "--endpoints", endpoints, "--ca", "/nonexistent/ca.pem", "--cert", "/x", "--key", "/y"])
+        #expect(unreadable.code == 2)
+        #expect(unreadable.stderr.contains("--ca") && unreadable.stderr.contains("/nonexistent/ca.pem"), "\(unreadable.stderr)")
+
         await server.close()
 
         // 1: nothing answers.
