@@ -12,7 +12,12 @@ struct Switchman: AsyncParsableCommand {
             Route 53 records.
             """,
         version: SwitchmanVersion.string,
-        subcommands: [Serve.self, SentinelCommand.self, Demo.self, Certs.self, ConfigCommand.self, Debug.self]
+        subcommands: [
+            Serve.self, SentinelCommand.self,
+            StatusCommand.self, MembersCommand.self, TunnelsCommand.self, RoutesCommand.self, EventsCommand.self,
+            DrainCommand.self, UndrainCommand.self, TransferLeaderCommand.self, MemberCommand.self,
+            Demo.self, Certs.self, ConfigCommand.self, Debug.self,
+        ]
     )
 
     /// Exit codes the operator can script against: 0 ok, 1 error, 2 usage (ArgumentParser
