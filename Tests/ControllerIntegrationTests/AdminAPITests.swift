@@ -122,3 +122,94 @@ extension RunningCluster {
         }
     }
 }
+
+extension RunningCluster {
+    /// `switchman ARGS` as an operator would run it: endpoints and certificates from the
+    /// environment unless the arguments give them.
+    func cli(_ args: [String], endpoints: [UInt64] = [1, 2, 3], extraEnvironment: [String: String] = [:]) async throws -> CommandResult {
+        var env = ProcessInfo.processInfo.environment
+        env["SWITCHMAN_ENDPOINTS"] = try endpoints.map { try adminAddress($0) }.joined(separator: ",")
+        env["SWITCHMAN_CA"] = pki.caCert
+        env["SWITCHMAN_CERT"] = pki.operatorClient.cert
+        env["SWITCHMAN_KEY"] = pki.operatorClient.key
+        for (k, v) in extraEnvironment { env[k] = v }
+        return try await SwitchmanBinary.run(args, environment: env, timeout: 120)
+    }
+}
+
+@Suite(.serialized) struct CLIClusterTests {
+    /// Every subcommand in table and JSON form against three real replicas; endpoint failover;
+    /// followers answer linearizably; `--stale` without a quorum; strangers refused; exit codes.
+    @Test func everySubcommandAgainstThreeReplicas() async throws {
+        try await withCluster { scope in
+            let c = try await RunningCluster.start(scope, dns: false)
+            let zones = c.zoneRoutes
+            try await c.expectRoutes([zones[0].table: try c.eni(zones[0].own), zones[1].table: try c.eni(zones[1].own)], "initial placement")
+            let leader = try await c.waitForLeader()
+            let follower = leader.id == 1 ? UInt64(2) : 1
+
+            // Reads, table and JSON, through a follower first.
+            for command in ["status", "members", "tunnels", "routes", "events"] {
+                let table = try await c.cli([command], endpoints: [follower])
+                #expect(table.status == 0, "\(command): \(table.stdout)\(table.stderr)")
+                #expect(!table.stdout.isEmpty)
+                let json = try await c.cli([command, "--output", "json"], endpoints: [follower])
+                #expect(json.status == 0, "\(command) json: \(json.stderr)")
+                #expect((try? JSONSerialization.jsonObject(with: Data(json.stdout.utf8))) != nil, "\(command) json: \(json.stdout)")
+            }
+            let status = try c.decode(AdminStatus.self, try await c.cli(["status", "--output", "json"], endpoints: [follower]).stdout)
+            #expect(status.consistency == "linearizable" && status.answeredBy == follower && status.leader == leader.id)
+            #expect(status.members.map(\.id) == [1, 2, 3])
+            // Reachability is what the answering replica hears: the leader hears everyone.
+            let fromLeader = try c.decode(AdminStatus.self, try await c.cli(["status", "--output", "json"], endpoints: [leader.id]).stdout)
+            #expect(fromLeader.members.allSatisfy { $0.reachable }, "\(fromLeader.members)")
+            let table = try await c.cli(["status"]).stdout
+            for word in ["MEMBERS", "TUNNELS", "ROUTES", zones[0].own, zones[0].table] { #expect(table.contains(word), "\(word) in\n\(table)") }
+
+            // The first endpoint is down: the next one answers.
+            (try c.replica(follower)).pause()
+            let failover = try await c.cli(["members", "--timeout", "3s"], endpoints: [follower, leader.id])
+            #expect(failover.status == 0, "\(failover.stderr)")
+            (try c.replica(follower)).resume()
+
+            // Writes: drain through a follower, undrain, transfer (redirected to the leader).
+            let drained = try await c.cli(["drain", zones[0].own, "--reason", "patching"], endpoints: [follower])
+            #expect(drained.status == 0, "\(drained.stdout)\(drained.stderr)")
+            try await c.expectRoutes([zones[0].table: try c.eni(zones[0].other), zones[1].table: try c.eni(zones[1].own)], "drained")
+            #expect(try await c.cli(["undrain", zones[0].own]).status == 0)
+            let moved = try await c.cli(["transfer-leader", "--to", "\(follower)"], endpoints: [follower])
+            #expect(moved.status == 0, "\(moved.stdout)\(moved.stderr)")
+            _ = try await c.waitForLeader(newerThan: leader.term)
+
+            // Membership: a learner joins (nothing runs there yet; learners do not count for
+            // quorum) and is removed again, through whichever endpoint, JSON output.
+            let spare = try await unusedPort()
+            let added = try await c.cli(["member", "add", "--id", "4", "--peer", "127.0.0.1:\(spare)", "--learner", "--output", "json"])
+            #expect(added.status == 0, "\(added.stdout)\(added.stderr)")
+            #expect((try? c.decode(AdminResult.self, added.stdout))?.ok == true, "\(added.stdout)")
+            let withLearner = try c.decode(AdminMembers.self, try await c.cli(["members", "--output", "json"]).stdout)
+            #expect(withLearner.members.first { $0.id == 4 }?.role == "learner", "\(withLearner.members)")
+            let removed = try await c.cli(["member", "remove", "--id", "4"])
+            #expect(removed.status == 0, "\(removed.stdout)\(removed.stderr)")
+            let after = try c.decode(AdminMembers.self, try await c.cli(["members", "--output", "json"]).stdout)
+            #expect(!after.members.contains { $0.id == 4 }, "\(after.members)")
+
+            // Usage errors exit 2; strangers are refused (1).
+            #expect(try await c.cli(["status", "--output", "yaml"]).status == 2)
+            #expect(try await c.cli(["drain", zones[0].own]).status == 2, "a drain needs --reason")
+            let otherCA = try await ClusterPKI.generate(in: scope.directory.appendingPathComponent("other-pki"), members: [1])
+            let stranger = try await c.cli(["status"], extraEnvironment: [
+                "SWITCHMAN_CERT": otherCA.operatorClient.cert, "SWITCHMAN_KEY": otherCA.operatorClient.key,
+            ])
+            #expect(stranger.status == 1, "\(stranger.stdout)\(stranger.stderr)")
+
+            // No quorum: linearizable reads exit 3, stale ones answer.
+            for id in [UInt64(1), 2] { (try c.replica(id)).pause() }
+            let strict = try await c.cli(["status", "--timeout", "30s"], endpoints: [3])
+            #expect(strict.status == 3, "\(strict.stdout)\(strict.stderr)")
+            let stale = try await c.cli(["status", "--stale"], endpoints: [3])
+            #expect(stale.status == 0, "\(stale.stderr)")
+            for id in [UInt64(1), 2] { (try c.replica(id)).resume() }
+        }
+    }
+}
