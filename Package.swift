@@ -124,13 +124,16 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // One way to run child processes in tests (a plain target: test targets cannot
+        // depend on each other).
+        .target(name: "SwitchmanTestSupport", path: "Tests/SwitchmanTestSupport"),
         .testTarget(name: "BenchSupportTests", dependencies: ["BenchSupport"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftTestKit"]),
         .testTarget(name: "RaftSimulationTests", dependencies: ["Raft", "RaftTestKit"]),
         .testTarget(
             name: "ControllerTests",
             dependencies: [
-                "Controller", "Raft", "RaftRuntime", "Actuators",
+                "Controller", "Raft", "RaftRuntime", "Actuators", "SwitchmanTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -160,6 +163,7 @@ let package = Package(
         .testTarget(
             name: "ActuatorsTests",
             dependencies: [
+                "SwitchmanTestSupport",
                 "Actuators",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -174,6 +178,7 @@ let package = Package(
             dependencies: [
                 // Only the admin API's JSON types: the tests talk to processes, never to the library.
                 "Controller",
+                "SwitchmanTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

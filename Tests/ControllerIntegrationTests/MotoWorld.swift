@@ -1,4 +1,5 @@
 import Foundation
+import SwitchmanTestSupport
 
 // moto_server plus the AWS "world" integration tests run against, built and read back with
 // awscli only: awscli is the independent witness, so nothing here uses our own AWS client.

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import SwitchmanTestSupport
 
 /// The `switchman` executable under test: `$SWITCHMAN_BINARY` if set, else
 /// `<package root>/.build/debug/switchman` (what `swift build --build-tests` produces).

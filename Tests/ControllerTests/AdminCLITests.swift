@@ -1,4 +1,5 @@
 import Foundation
+import SwitchmanTestSupport
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import SwitchmanTestSupport
 import NIOCore
 import NIOPosix
 import RaftRuntime
