@@ -98,13 +98,9 @@ public final class AdminClient: Sendable {
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "switchman.admin-client")
     ) throws {
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.minimumTLSVersion = .tlsv13
-        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(caPEM.utf8)))
-        tls.certificateChain = try NIOSSLCertificate.fromPEMBytes(Array(certificatePEM.utf8)).map { .certificate($0) }
-        tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem))
         // Chain verification on, host name verification off: see the type's comment.
-        tls.certificateVerification = .noHostnameVerification
+        let tls = try ClusterClientTLS.configuration(
+            caPEM: caPEM, certificatePEM: certificatePEM, keyPEM: keyPEM, verification: .noHostnameVerification)
         var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
         configuration.redirectConfiguration = .disallow
         // AsyncHTTPClient would otherwise retry a refused connection or TLS handshake with

@@ -46,14 +46,9 @@ public final class SentinelClient: TunnelProber {
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "switchman.sentinel-client")
     ) throws {
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.minimumTLSVersion = .tlsv13
-        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(caPEM.utf8)))
-        tls.certificateChain = try NIOSSLCertificate.fromPEMBytes(Array(certificatePEM.utf8)).map { .certificate($0) }
-        tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem))
         // Full verification: chain to the CA *and* the tunnel's sentinel name (see above).
-        tls.certificateVerification = .fullVerification
-        self.tls = tls
+        self.tls = try ClusterClientTLS.configuration(
+            caPEM: caPEM, certificatePEM: certificatePEM, keyPEM: keyPEM, verification: .fullVerification)
         self.group = eventLoopGroup
         self.logger = logger
     }
