@@ -24,7 +24,8 @@ extension RunningCluster {
     }
 }
 
-@Suite(.serialized) struct AdminAPITests {
+extension ClusterTests {
+@Suite struct AdminAPITests {
     /// Every replica answers over mutual TLS, followers linearizably; drains go through any
     /// replica; `/metrics` is Prometheus text with the named series; strangers are refused.
     @Test func adminAPIOverMutualTLS() async throws {
@@ -122,6 +123,7 @@ extension RunningCluster {
         }
     }
 }
+}
 
 extension RunningCluster {
     /// `switchman ARGS` as an operator would run it: endpoints and certificates from the
@@ -137,7 +139,8 @@ extension RunningCluster {
     }
 }
 
-@Suite(.serialized) struct CLIClusterTests {
+extension ClusterTests {
+@Suite struct CLIClusterTests {
     /// Every subcommand in table and JSON form against three real replicas; endpoint failover;
     /// followers answer linearizably; `--stale` without a quorum; strangers refused; exit codes.
     @Test func everySubcommandAgainstThreeReplicas() async throws {
@@ -212,4 +215,5 @@ extension RunningCluster {
             for id in [UInt64(1), 2] { (try c.replica(id)).resume() }
         }
     }
+}
 }

@@ -127,7 +127,12 @@ enum RoleLog {
     }
 }
 
-@Suite(.serialized) struct FailoverClusterTests {
+/// Every test that runs a whole cluster (moto, sentinels, three replicas) nests in here, so
+/// they run one at a time: together they would only starve each other on a 2-core machine.
+@Suite(.serialized) enum ClusterTests {}
+
+extension ClusterTests {
+@Suite struct FailoverClusterTests {
     /// A tunnel failure moves every affected route, failback waits for the hold-down, a route
     /// changed by hand is restored, and a replaced VPN instance gets its routes and DNS record.
     @Test func failoverFailbackDriftAndInstanceReplacement() async throws {
@@ -231,4 +236,5 @@ enum RoleLog {
             #expect(WriteLog.fencingViolation(writes) == nil, "fencing: \(WriteLog.fencingViolation(writes) ?? "")")
         }
     }
+}
 }

@@ -405,13 +405,13 @@ public actor ControllerReplica: Service {
                     let desired = DesiredRoute(
                         routeTableId: p.key.routeTable, destination: p.key.destination.description,
                         target: .networkInterface(target.eniId))
-                    let ok = await self.actuate(.route(p.key, target: target), term: term) { token, deadline in
+                    let result = await self.actuate(.route(p.key, target: target), term: term) { token, deadline in
                         let outcome = try await ec2.ensureRoute(desired, fencing: token, deadline: deadline)
                         if case .failed(let error) = outcome { throw error }
                         return "\(outcome)"
                     }
-                    await self.noteResult(p.key, ok: ok)
-                    if ok, let detected = Self.detection(of: p, in: state) {
+                    await self.noteResult(p.key, result)
+                    if result == .written, let detected = Self.detection(of: p, in: state) {
                         let millis = self.wallClock() >= detected.millis ? self.wallClock() - detected.millis : 0
                         Timer(label: "switchman_failover_detection_to_write_seconds").recordMilliseconds(millis)
                     }
@@ -431,36 +431,48 @@ public actor ControllerReplica: Service {
         }?.at
     }
 
-    private func noteResult(_ key: RouteKey, ok: Bool) {
-        if ok {
+    enum ActuationResult: Equatable {
+        case written
+        /// AWS answered with an error (AccessDenied, a bad route table…): repeating at once
+        /// would only fill the log, so the route waits 2, 4, … 30 s.
+        case refused
+        /// Not attempted, or no answer in time (no lease, leadership lost, deadline): tried
+        /// again on the next pass.
+        case notDone
+    }
+
+    private func noteResult(_ key: RouteKey, _ result: ActuationResult) {
+        switch result {
+        case .written:
             backoff[key] = nil
-        } else {
+        case .refused:
             let attempts = (backoff[key]?.attempts ?? 0) + 1
-            let wait = Duration.seconds(min(60, 1 << min(attempts, 6)))
-            backoff[key] = (attempts, .now + wait)
+            backoff[key] = (attempts, .now + .seconds(min(30, 1 << min(attempts, 5))))
+        case .notDone:
+            break
         }
     }
 
     /// Intent entry, then the write inside the lease, then the outcome entry (DESIGN rule 4).
-    /// Returns whether the write succeeded.
     @discardableResult
     private func actuate(
         _ write: ActuationWrite, term: UInt64,
         _ perform: @Sendable (FencingToken, NIODeadline) async throws -> String
-    ) async -> Bool {
+    ) async -> ActuationResult {
         guard await writeDeadline(term: term) != nil else {
             noLease.increment()
-            return false
+            return .notDone
         }
         let position: LogPosition
         do {
             position = try await proposeAsLeader(.intent(FencingToken(term: 0, index: 0), write))
         } catch {
             logger.debug("intent not committed", metadata: ["write": "\(write)", "error": "\(error)"])
-            return false
+            return .notDone
         }
         let token = FencingToken(term: position.term, index: position.index)
         var success = false
+        var refused = false
         var detail: String
         var requestID = ""
         if position.term != term {
@@ -474,7 +486,10 @@ public actor ControllerReplica: Service {
             } catch {
                 writeFailures.increment()
                 detail = "\(error)"
-                if let aws = error as? AWSError { requestID = aws.requestID ?? "" }
+                if let aws = error as? AWSError {
+                    requestID = aws.requestID ?? ""
+                    refused = true
+                }
                 logger.error("AWS write failed", metadata: ["write": "\(write)", "token": "\(token)", "error": "\(error)"])
             }
         } else {
@@ -488,6 +503,6 @@ public actor ControllerReplica: Service {
             // what actually happened.
             logger.debug("outcome not committed", metadata: ["token": "\(token)", "error": "\(error)"])
         }
-        return success
+        return success ? .written : (refused ? .refused : .notDone)
     }
 }
