@@ -179,7 +179,8 @@ func withLocalCluster(_ body: (LocalCluster, CommandResult) async throws -> Void
     await cleanUp()
 }
 
-@Suite(.serialized) struct LocalClusterTests {
+extension ClusterTests {
+@Suite struct LocalClusterTests {
     /// up → routes at their own AZ's instance; tunnel a1 down → rtb-a1 through a2; a1 up →
     /// back to a1; down → nothing left running and the directory gone.
     @Test func upTunnelDrillFailoverFailbackAndDown() async throws {
@@ -252,4 +253,5 @@ func withLocalCluster(_ body: (LocalCluster, CommandResult) async throws -> Void
             for (name, pid) in before { #expect(LocalCluster.isRunning(pid), "\(name) still runs") }
         }
     }
+}
 }
