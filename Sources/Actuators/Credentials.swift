@@ -171,7 +171,8 @@ public struct ProfileCredentialsProvider: CredentialsProvider {
 public struct IMDSCredentialsProvider: CredentialsProvider {
     public let endpoint: String
     public let disabled: Bool
-    /// Short on purpose: off EC2 nothing answers, and the chain must fail fast.
+    /// Short on purpose: off EC2 nothing answers, and the chain must fail fast. Like awscli,
+    /// `AWS_METADATA_SERVICE_TIMEOUT` (seconds) overrides it.
     public let timeout: TimeAmount
     public let tokenTTLSeconds: Int
     let http: HTTPClient
@@ -189,7 +190,11 @@ public struct IMDSCredentialsProvider: CredentialsProvider {
         self.endpoint = endpoint
         self.disabled = environment["AWS_EC2_METADATA_DISABLED"]?.lowercased() == "true"
         self.http = httpClient
-        self.timeout = timeout
+        if let seconds = environment["AWS_METADATA_SERVICE_TIMEOUT"].flatMap(Double.init), seconds > 0, seconds <= 3600 {
+            self.timeout = .milliseconds(Int64(seconds * 1000))
+        } else {
+            self.timeout = timeout
+        }
         self.tokenTTLSeconds = tokenTTLSeconds
     }
 

@@ -113,7 +113,8 @@ struct CredentialsTests {
         let imds = FakeIMDS(validFor: 3600)
         try await withTestServer({ imds.handle($0) }) { server in
             let dir = try TestPaths.makeTempDir("creds")
-            let env = ["HOME": dir.path, "AWS_EC2_METADATA_SERVICE_ENDPOINT": server.url]
+            // A generous timeout: on a loaded machine the fake can take more than the 1 s default.
+            let env = ["HOME": dir.path, "AWS_EC2_METADATA_SERVICE_ENDPOINT": server.url, "AWS_METADATA_SERVICE_TIMEOUT": "60"]
             let creds = try await CredentialsChain.standard(environment: env).credentials(logger: logger)
             #expect(creds.accessKeyID == "ASIAIMDS1")
             #expect(creds.sessionToken == "imds-session-1")
@@ -129,7 +130,9 @@ struct CredentialsTests {
         let imds = FakeIMDS(validFor: 600)
         try await withTestServer({ imds.handle($0) }) { server in
             let clock = Locked(Date())
-            let provider = IMDSCredentialsProvider(environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": server.url])
+            let provider = IMDSCredentialsProvider(environment: [
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT": server.url, "AWS_METADATA_SERVICE_TIMEOUT": "60",
+            ])
             let chain = CredentialsChain(providers: [provider], refreshWindow: 300, now: { clock.current })
             let first = try await chain.credentials(logger: logger)
             let again = try await chain.credentials(logger: logger)
@@ -143,6 +146,12 @@ struct CredentialsTests {
             #expect(refreshed.accessKeyID == "ASIAIMDS2")
             #expect(imds.keySerial.current == 2)
         }
+    }
+
+    @Test func metadataTimeoutComesFromTheEnvironmentLikeAwscli() {
+        #expect(IMDSCredentialsProvider(environment: [:]).timeout == .seconds(1))
+        #expect(IMDSCredentialsProvider(environment: ["AWS_METADATA_SERVICE_TIMEOUT": "2.5"]).timeout == .milliseconds(2500))
+        #expect(IMDSCredentialsProvider(environment: ["AWS_METADATA_SERVICE_TIMEOUT": "soon"]).timeout == .seconds(1))
     }
 
     @Test func missingIMDSFailsFast() async throws {
