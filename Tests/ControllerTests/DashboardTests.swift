@@ -56,6 +56,7 @@ private func sampleEvents(_ seqs: ClosedRange<UInt64>) -> AdminEvents {
 private final class FakeBackend: DashboardBackend {
     struct Calls: Sendable {
         var status: [Bool] = []
+        var preferred: [HostPort?] = []
         var events: [(since: UInt64?, limit: Int?, stale: Bool)] = []
         var drains: [(tunnel: String, reason: String)] = []
         var undrains: [String] = []
@@ -76,8 +77,11 @@ private final class FakeBackend: DashboardBackend {
         self.writeError = writeError
     }
 
-    func status(stale: Bool) async throws -> AdminStatus {
-        calls.withLockedValue { $0.status.append(stale) }
+    func status(stale: Bool, preferring: HostPort?) async throws -> AdminStatus {
+        calls.withLockedValue {
+            $0.status.append(stale)
+            $0.preferred.append(preferring)
+        }
         return try statusAnswer(stale)
     }
 
@@ -198,6 +202,15 @@ struct DashboardTests {
             }
         }
         #expect(backend.calls.withLockedValue { $0.status } == [false], "a linearizable read")
+    }
+
+    @Test func theLeaderIsAskedFirstOnceKnown() async throws {
+        // The leader alone knows its lease and hears every member.
+        let backend = FakeBackend()
+        try await withDashboard(backend) { (d: Dashboard) async throws in
+            for _ in 0..<2 { #expect(try await d.call(.GET, "/api/status").status == 200) }
+        }
+        #expect(backend.calls.withLockedValue { $0.preferred } == [nil, HostPort(host: "10.0.1.10", port: 7100)])
     }
 
     @Test func withoutQuorumTheStatusIsTheStaleViewAndSaysSo() async throws {

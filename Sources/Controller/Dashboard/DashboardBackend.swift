@@ -4,7 +4,8 @@ import Foundation
 /// the operator's certificate, endpoint failover); tests give the server a fake, so the
 /// page's data endpoints are checked without a cluster.
 public protocol DashboardBackend: Sendable {
-    func status(stale: Bool) async throws -> AdminStatus
+    /// Tries `preferring` (the last known leader's admin address) first, then the endpoints.
+    func status(stale: Bool, preferring: HostPort?) async throws -> AdminStatus
     /// Events with `seq > since`, oldest first, at most `limit`.
     func events(since: UInt64?, limit: Int?, stale: Bool) async throws -> AdminEvents
     func drain(tunnel: String, reason: String) async throws -> AdminResult
@@ -77,6 +78,9 @@ actor DashboardStatusSource {
     private let clock = ContinuousClock()
     private var last: (at: ContinuousClock.Instant, value: DashboardStatus)?
     private var inFlight: Task<DashboardStatus, Never>?
+    /// The admin address of the leader named by the last answer: asked first next time, so
+    /// the page shows the leader's lease and its view of every member.
+    private var leaderAddress: HostPort?
 
     init(backend: any DashboardBackend, maxAge: Duration, endpoints: [String]) {
         self.backend = backend
@@ -87,12 +91,17 @@ actor DashboardStatusSource {
     func current() async -> DashboardStatus {
         if let last, clock.now - last.at < maxAge { return last.value }
         if let inFlight { return await inFlight.value }
-        let (backend, endpoints) = (backend, endpoints)
-        let task = Task { await Self.fetch(backend, endpoints: endpoints) }
+        let (backend, endpoints, preferred) = (backend, endpoints, leaderAddress)
+        let task = Task { await Self.fetch(backend, endpoints: endpoints, preferring: preferred) }
         inFlight = task
         let value = await task.value
         inFlight = nil
         last = (clock.now, value)
+        // After a failure, or with no leader known, back to the configured order: a leader
+        // that stopped answering would otherwise cost every poll a timeout.
+        leaderAddress = value.error != nil ? nil : value.status.flatMap { status in
+            status.members.first { $0.id == status.leader && status.leader != 0 }.flatMap { HostPort.parse($0.admin) }
+        }
         return value
     }
 
@@ -101,9 +110,9 @@ actor DashboardStatusSource {
         last = nil
     }
 
-    static func fetch(_ backend: any DashboardBackend, endpoints: [String]) async -> DashboardStatus {
+    static func fetch(_ backend: any DashboardBackend, endpoints: [String], preferring: HostPort?) async -> DashboardStatus {
         do {
-            let status = try await backend.status(stale: false)
+            let status = try await backend.status(stale: false, preferring: preferring)
             return DashboardStatus(status: status, error: nil, fetchedAt: Date(), endpoints: endpoints)
         } catch {
             let failure = DashboardErrors.describe(error).body
@@ -112,7 +121,7 @@ actor DashboardStatusSource {
             }
             // Without a quorum the replicas' own copies are the best picture there is; the
             // page says loudly that it is stale (consistency "stale" plus the error).
-            let stale = try? await backend.status(stale: true)
+            let stale = try? await backend.status(stale: true, preferring: nil)
             return DashboardStatus(status: stale, error: failure, fetchedAt: Date(), endpoints: endpoints)
         }
     }

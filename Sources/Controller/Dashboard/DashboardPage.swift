@@ -98,9 +98,9 @@ enum DashboardPage {
         button.action:hover, button.action:focus-visible { border-color: var(--info); outline: none; }
         button.armed { border-color: var(--warn); color: var(--warn); }
         ol#events { list-style: none; margin: 0; padding: 0; max-height: 360px; overflow-y: auto; }
-        ol#events li { display: grid; grid-template-columns: 70px 130px 80px 1fr; gap: 10px; padding: 4px 2px; border-bottom: 1px solid var(--line); }
+        ol#events li { display: grid; grid-template-columns: 70px 160px 70px 1fr; gap: 10px; padding: 4px 2px; border-bottom: 1px solid var(--line); }
         ol#events.hide-writes li.k-write { display: none; }
-        .kind { font-weight: 700; }
+        .kind { font-weight: 700; overflow: hidden; text-overflow: ellipsis; }
         .k-failover .kind { color: var(--down); } .k-recovery .kind { color: var(--up); }
         .k-drain .kind { color: var(--warn); } .k-instance .kind { color: var(--info); }
         .k-election .kind { color: var(--accent); } .k-write .kind { color: var(--muted); }
@@ -230,7 +230,8 @@ enum DashboardPage {
               return h("tr", { "data-tunnel": t.name, "data-state": t.state, "data-drained": t.drained ? "yes" : "no" },
                 h("td", { class: "mono" }, t.name),
                 h("td", null, h("span", { class: "pill " + t.state + (t.stale ? " stale" : "") }, verdict),
-                  t.since ? h("span", { class: "muted", title: t.since }, " since " + clock(t.since)) : null),
+                  // A verdict that never changed carries the epoch as its time: nothing to say.
+                  t.since && new Date(t.since).getFullYear() > 2000 ? h("span", { class: "muted", title: t.since }, " since " + clock(t.since)) : null),
                 replicas.map((r) => observationCell(t.observations.find((o) => o.replica === r))),
                 h("td", { class: "mono" }, t.instance ? t.instance.instanceId + " " + t.instance.privateIP : "-"),
                 h("td", { class: t.drained ? "unknown wrap" : "wrap" }, t.drained ? "yes: " + (t.drainReason || "") + (t.drainedBy ? " (" + t.drainedBy + ")" : "") : "no"),
