@@ -103,6 +103,16 @@ extension RunningCluster {
             #expect(dom.contains("data-observation=\"up\""), "the tunnels × replicas matrix has observations")
             #expect(dom.contains("data-kind=\"intent\""), "the timeline has the initial route writes")
             #expect(!dom.contains("No cluster data"))
+            // The dashboard asks the leader first once it knows it: its lease and its view of
+            // every member show.
+            let leased = try await eventually(timeout: 60, every: 1) {
+                let page = try await load()
+                guard let lease = startTag(in: page, with: "id=\"lease\""), let at = page.range(of: lease), let leader = c.leader()?.id else { return false }
+                // `<dd id="lease">1.2s left</dd>`
+                return page[at.upperBound...].prefix { $0 != "<" }.hasSuffix(" left")
+                    && startTag(in: page, with: "data-member=\"\(leader)\"")?.contains("data-role=\"leader\"") == true
+            }
+            #expect(leased, "the page shows the leader's lease; DOM:\n\(dom.prefix(6000))")
             let healthy = shots.appendingPathComponent("dashboard-healthy.png")
             try await Chromium.screenshot(chromium, url: url, to: healthy, scratch: scope.directory)
 
