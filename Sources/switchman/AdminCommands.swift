@@ -16,8 +16,8 @@ private let exitCodesHelp = """
     has no leader or no quorum (HTTP 503 no_leader/no_quorum). See docs/ADMIN.md.
     """
 
-/// Where to connect and how to print: every operator command takes these.
-struct AdminOptions: ParsableArguments {
+/// Where to connect and with which certificate: the operator commands and `dashboard`.
+struct AdminConnectionOptions: ParsableArguments {
     @Option(
         name: .long,
         help: ArgumentHelp(
@@ -36,9 +36,6 @@ struct AdminOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Its private key, PEM (else $\(AdminSettings.keyVariable)).", valueName: "file"))
     var key: String?
 
-    @Option(name: .long, help: "table: aligned, for people; json: the API's document (docs/ADMIN.md), for scripts.")
-    var output: OutputFormat = .table
-
     @Option(name: .long, help: ArgumentHelp("Per-request timeout: 10s, 500ms, or seconds (default 10s).", valueName: "duration"))
     var timeout: String?
 
@@ -55,17 +52,13 @@ struct AdminOptions: ParsableArguments {
         _ = try settings()
     }
 
-    /// Connects, runs `call`, prints its answer; any failure is reported on stderr and ends
-    /// the process with its exit code.
-    func run<Document: Encodable & Sendable>(
-        render: (Document) -> String, _ call: @Sendable (AdminClient) async throws -> Document
-    ) async throws {
-        let settings = try settings()
-        let client: AdminClient
+    /// The client for these settings; unreadable certificate files are reported by name and
+    /// end the process with the usage exit code.
+    func client(settings: AdminSettings) throws -> AdminClient {
         do {
             var logger = Logger(label: "switchman.admin-client")
             logger.logLevel = .warning
-            client = try AdminClient(
+            return try AdminClient(
                 endpoints: settings.endpoints, caFile: settings.caFile, certificateFile: settings.certificateFile, keyFile: settings.keyFile,
                 timeout: settings.timeout, logger: logger)
         } catch let error as AdminUsageError {
@@ -74,6 +67,22 @@ struct AdminOptions: ParsableArguments {
             FileHandle.standardError.write(Data("switchman: \(error.message)\n".utf8))
             throw ExitCode(AdminExitStatus.usage.rawValue)
         }
+    }
+}
+
+/// Where to connect and how to print: every operator command takes these.
+struct AdminOptions: ParsableArguments {
+    @OptionGroup var connection: AdminConnectionOptions
+
+    @Option(name: .long, help: "table: aligned, for people; json: the API's document (docs/ADMIN.md), for scripts.")
+    var output: OutputFormat = .table
+
+    /// Connects, runs `call`, prints its answer; any failure is reported on stderr and ends
+    /// the process with its exit code.
+    func run<Document: Encodable & Sendable>(
+        render: (Document) -> String, _ call: @Sendable (AdminClient) async throws -> Document
+    ) async throws {
+        let client = try connection.client(settings: try connection.settings())
         let outcome: Result<Document, any Error>
         do {
             outcome = .success(try await call(client))

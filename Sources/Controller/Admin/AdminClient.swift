@@ -162,6 +162,13 @@ public final class AdminClient: Sendable {
         try await read("/v1/status", stale: stale)
     }
 
+    /// The status from `preferred` first, then from the endpoints in their usual order. The
+    /// dashboard prefers the leader's admin address: only the leader knows its lease and
+    /// hears from every member.
+    public func status(stale: Bool = false, preferring preferred: HostPort?) async throws -> AdminStatus {
+        try await read("/v1/status", stale: stale, preferring: preferred)
+    }
+
     public func members(stale: Bool = false) async throws -> AdminMembers {
         try await read("/v1/members", stale: stale)
     }
@@ -214,10 +221,10 @@ public final class AdminClient: Sendable {
         var body: Data
     }
 
-    private func read<T: Decodable>(_ path: String, stale: Bool, query: [(String, String)] = []) async throws -> T {
+    private func read<T: Decodable>(_ path: String, stale: Bool, query: [(String, String)] = [], preferring preferred: HostPort? = nil) async throws -> T {
         var query = query
         if stale { query.append(("stale", "true")) }
-        let answer = try await firstAnswer(method: .GET, path: path, query: query, body: nil)
+        let answer = try await firstAnswer(method: .GET, path: path, query: query, body: nil, preferring: preferred)
         return try Self.decode(answer)
     }
 
@@ -260,11 +267,12 @@ public final class AdminClient: Sendable {
     }
 
     /// Tries each endpoint in order until one gives an HTTP answer.
-    private func firstAnswer(method: HTTPMethod, path: String, query: [(String, String)], body: Data?) async throws -> Answer {
+    private func firstAnswer(method: HTTPMethod, path: String, query: [(String, String)], body: Data?, preferring preferred: HostPort? = nil) async throws -> Answer {
         guard !endpoints.isEmpty else { throw AdminClientError.noEndpoints }
         var reasons: [String: String] = [:]
         var order: [String] = []
-        for endpoint in endpoints {
+        let tried = preferred.map { [$0] + endpoints.filter { $0 != preferred } } ?? endpoints
+        for endpoint in tried {
             do {
                 return try await exchange(endpoint: endpoint, method: method, path: path, query: query, body: body)
             } catch let error as AdminClientError where error == .shutDown {
