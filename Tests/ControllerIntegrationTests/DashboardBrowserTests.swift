@@ -61,7 +61,8 @@ extension RunningCluster {
     }
 }
 
-@Suite(.serialized) struct DashboardBrowserTests {
+extension ClusterTests {
+@Suite struct DashboardBrowserTests {
     /// `switchman dashboard` against three real replicas, read by headless Chromium: the
     /// leader, both tunnels and the route tables show; a write through the dashboard needs
     /// its CSRF header and reaches the cluster; a broken tunnel shows as down and its route
@@ -163,4 +164,5 @@ extension RunningCluster {
             #expect(dashboard.isRunning, "the dashboard kept running\n\(dashboard.logTail())")
         }
     }
+}
 }
