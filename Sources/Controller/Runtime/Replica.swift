@@ -194,6 +194,9 @@ public actor ControllerReplica: Service {
         var unhealthy: UInt32 = 0
         var sentOpinion: Int8? = nil
         var sentAt: ContinuousClock.Instant? = nil
+        /// The term in which it was sent: a forwarded observation dies with a leader that
+        /// crashed before appending it, so a new term means sending again.
+        var sentTerm: UInt64 = 0
     }
 
     private func probeLoop() async {
@@ -214,6 +217,7 @@ public actor ControllerReplica: Service {
             }
             var failedSubmissions = 0
             var lastError = ""
+            let term = await node.status.term
             for tunnel in config.tunnels {
                 guard let check = checks[tunnel.name] else { continue }
                 var r = runs[tunnel.name] ?? Runs()
@@ -230,7 +234,7 @@ public actor ControllerReplica: Service {
                 // An opinion is what the state machine will read from the runs: up, down, or
                 // nothing yet. Observations go out when it changes and as a refresh.
                 let opinion: Int8 = r.healthy >= rise ? 1 : (r.unhealthy >= fall ? -1 : 0)
-                let due = r.sentAt.map { ContinuousClock.now - $0 >= timing.observationRefresh } ?? true
+                let due = r.sentAt.map { ContinuousClock.now - $0 >= timing.observationRefresh } ?? true || r.sentTerm != term
                 if opinion != r.sentOpinion || due {
                     let command = ControllerCommand.observe(
                         replica: id, tunnel: tunnel.name, healthyRun: r.healthy, unhealthyRun: r.unhealthy, rttMillis: check.rttMillis)
@@ -238,6 +242,7 @@ public actor ControllerReplica: Service {
                         _ = try await node.submit(entry(command, stamped: false).encoded())
                         r.sentOpinion = opinion
                         r.sentAt = ContinuousClock.now
+                        r.sentTerm = term
                     } catch {
                         // No leader right now; the next round tries again.
                         failedSubmissions += 1
