@@ -22,15 +22,17 @@ REGION=us-east-1
 ZONE_NAME=vpn.switchman.local
 TAG_KEY=switchman/tunnel
 
-# The demo's timings (written into config.yaml and printed by cluster/up).
-PROBE_INTERVAL=500ms
-PROBE_TIMEOUT=400ms
-FALL=2
-RISE=3
-FAILBACK_HOLD_DOWN=10s
-OBSERVATION_TTL=5s
-HEARTBEAT=100ms
-ELECTION_TIMEOUT=1s
+# The demo's timings (written into config.yaml and printed by cluster/up). Each can be
+# overridden from the environment when cluster/up runs (bench/failover uses this for its
+# profiles), e.g. SWITCHMAN_LOCAL_PROBE_INTERVAL=200ms SWITCHMAN_LOCAL_FALL=3.
+PROBE_INTERVAL=${SWITCHMAN_LOCAL_PROBE_INTERVAL:-500ms}
+PROBE_TIMEOUT=${SWITCHMAN_LOCAL_PROBE_TIMEOUT:-400ms}
+FALL=${SWITCHMAN_LOCAL_FALL:-2}
+RISE=${SWITCHMAN_LOCAL_RISE:-3}
+FAILBACK_HOLD_DOWN=${SWITCHMAN_LOCAL_FAILBACK_HOLD_DOWN:-10s}
+OBSERVATION_TTL=${SWITCHMAN_LOCAL_OBSERVATION_TTL:-5s}
+HEARTBEAT=${SWITCHMAN_LOCAL_HEARTBEAT:-100ms}
+ELECTION_TIMEOUT=${SWITCHMAN_LOCAL_ELECTION_TIMEOUT:-1s}
 
 die() {
     printf 'error: %s\n' "$*" >&2
