@@ -139,7 +139,17 @@ spawn() {
     # setsid without -f execs in place (a background job is never a group leader), so $! is
     # the program's own pid.
     setsid "$@" </dev/null >>"$log" 2>&1 &
-    printf '%s\n' "$!" >"$(pid_file "$name")"
+    local pid=$!
+    printf '%s\n' "$pid" >"$(pid_file "$name")"
+    # Until the child has exec'd, its command line is still this shell's, and live_pid would
+    # call it "not ours" (cluster/up then said "moto_server exited" on a busy machine). Wait
+    # (at most 2 s) until it has become the program.
+    local self i
+    self="$(tr '\0' ' ' </proc/$$/cmdline 2>/dev/null)"
+    for ((i = 0; i < 200; i++)); do
+        [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == "$self" ]] || break
+        sleep 0.01
+    done
 }
 
 # Sends SIGNAL to NAME (if it is ours and alive) and waits until it is gone.
