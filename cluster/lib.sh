@@ -22,15 +22,17 @@ REGION=us-east-1
 ZONE_NAME=vpn.switchman.local
 TAG_KEY=switchman/tunnel
 
-# The demo's timings (written into config.yaml and printed by cluster/up).
-PROBE_INTERVAL=500ms
-PROBE_TIMEOUT=400ms
-FALL=2
-RISE=3
-FAILBACK_HOLD_DOWN=10s
-OBSERVATION_TTL=5s
-HEARTBEAT=100ms
-ELECTION_TIMEOUT=1s
+# The demo's timings (written into config.yaml and printed by cluster/up). Each can be
+# overridden from the environment when cluster/up runs (bench/failover uses this for its
+# profiles), e.g. SWITCHMAN_LOCAL_PROBE_INTERVAL=200ms SWITCHMAN_LOCAL_FALL=3.
+PROBE_INTERVAL=${SWITCHMAN_LOCAL_PROBE_INTERVAL:-500ms}
+PROBE_TIMEOUT=${SWITCHMAN_LOCAL_PROBE_TIMEOUT:-400ms}
+FALL=${SWITCHMAN_LOCAL_FALL:-2}
+RISE=${SWITCHMAN_LOCAL_RISE:-3}
+FAILBACK_HOLD_DOWN=${SWITCHMAN_LOCAL_FAILBACK_HOLD_DOWN:-10s}
+OBSERVATION_TTL=${SWITCHMAN_LOCAL_OBSERVATION_TTL:-5s}
+HEARTBEAT=${SWITCHMAN_LOCAL_HEARTBEAT:-100ms}
+ELECTION_TIMEOUT=${SWITCHMAN_LOCAL_ELECTION_TIMEOUT:-1s}
 
 die() {
     printf 'error: %s\n' "$*" >&2
@@ -137,7 +139,17 @@ spawn() {
     # setsid without -f execs in place (a background job is never a group leader), so $! is
     # the program's own pid.
     setsid "$@" </dev/null >>"$log" 2>&1 &
-    printf '%s\n' "$!" >"$(pid_file "$name")"
+    local pid=$!
+    printf '%s\n' "$pid" >"$(pid_file "$name")"
+    # Until the child has exec'd, its command line is still this shell's, and live_pid would
+    # call it "not ours" (cluster/up then said "moto_server exited" on a busy machine). Wait
+    # (at most 2 s) until it has become the program.
+    local self i
+    self="$(tr '\0' ' ' </proc/$$/cmdline 2>/dev/null)"
+    for ((i = 0; i < 200; i++)); do
+        [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == "$self" ]] || break
+        sleep 0.01
+    done
 }
 
 # Sends SIGNAL to NAME (if it is ours and alive) and waits until it is gone.
