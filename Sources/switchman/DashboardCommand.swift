@@ -31,8 +31,7 @@ struct DashboardCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("How often the page refreshes: 1s, 500ms, or seconds (default 1s).", valueName: "duration"))
     var refresh: String?
 
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = "notice"
+    @OptionGroup var log: LogOptions
 
     func validate() throws {
         guard let address = DashboardListen.parse(listen) else {
@@ -42,7 +41,6 @@ struct DashboardCommand: AsyncParsableCommand {
             throw ValidationError(DashboardListen.refusal(listen))
         }
         _ = try refreshMillis()
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level \"\(logLevel)\"") }
     }
 
     private func refreshMillis() throws -> Int {
@@ -59,13 +57,7 @@ struct DashboardCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .notice
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "switchman.dashboard")
+        let logger = log.bootstrap(label: "switchman.dashboard", default: .notice)
         let settings = try connection.settings()
         guard let address = DashboardListen.parse(listen) else { throw ValidationError("--listen: \"\(listen)\" is not host:port") }
         let client = try connection.client(settings: settings)

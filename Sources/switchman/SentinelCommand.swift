@@ -40,13 +40,9 @@ struct SentinelCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Listen here instead of the tunnel's `sentinel:` address (host:port; port 0 picks one).")
     var listen: String?
 
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = "info"
+    @OptionGroup var log: LogOptions
 
     func validate() throws {
-        guard Logger.Level(rawValue: logLevel) != nil else {
-            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
-        }
         if let listen, Self.parseListen(listen) == nil {
             throw ValidationError("--listen expects host:port, got \"\(listen)\"")
         }
@@ -62,13 +58,7 @@ struct SentinelCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "switchman.sentinel")
+        let logger = log.bootstrap(label: "switchman.sentinel")
 
         let loaded = ConfigLoader.load(contentsOf: config)
         guard let settings = loaded.config else {

@@ -24,13 +24,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "This replica's member id (default: $SWITCHMAN_ID).")
     var id: UInt64?
 
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = "info"
+    @OptionGroup var log: LogOptions
 
     func validate() throws {
-        guard Logger.Level(rawValue: logLevel) != nil else {
-            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
-        }
         guard id != nil || ProcessInfo.processInfo.environment["SWITCHMAN_ID"].flatMap(UInt64.init) != nil else {
             throw ValidationError("give the member id with --id N or SWITCHMAN_ID=N")
         }
@@ -38,10 +34,8 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let registry = AdminServer.bootstrapMetrics()
-        let level = Logger.Level(rawValue: logLevel) ?? .info
         let memberID = id ?? ProcessInfo.processInfo.environment["SWITCHMAN_ID"].flatMap(UInt64.init) ?? 0
-        var logger = Logger(label: "switchman.replica") { StreamLogHandler.standardError(label: $0) }
-        logger.logLevel = level
+        var logger = log.bootstrap(label: "switchman.replica")
         logger[metadataKey: "member"] = "\(memberID)"
 
         let loaded = ConfigLoader.load(contentsOf: config)
