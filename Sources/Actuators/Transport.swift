@@ -176,6 +176,11 @@ final class AWSTransport: Sendable {
         for (name, value) in signable.headers { request.headers.add(name: name, value: value) }
         request.headers.replaceOrAdd(name: "User-Agent", value: configuration.identity.userAgent(fencing: op.fencing))
         if !op.body.isEmpty { request.body = .bytes(op.body) }
+        // Checked again here, after the credentials and signing: a write's deadline is the end
+        // of its leader's lease, and a call that would leave after it must not leave at all.
+        guard NIODeadline.now() < deadline else {
+            throw AWSClientError.deadlineExceeded(action: op.action, attempts: 0, lastError: "the deadline passed before the request was sent")
+        }
         // No logger handed to the HTTP client: at trace level it could print request details,
         // and these carry the session token.
         let response = try await http.execute(request, deadline: deadline)

@@ -70,7 +70,7 @@ struct Serve: AsyncParsableCommand {
         }
         logger.notice("replica starting", metadata: [
             "cluster": "\(cfg.cluster.name)", "members": "\(cfg.cluster.members.count)", "tunnels": "\(cfg.tunnels.count)",
-            "routes": "\(cfg.routes.count)",
+            "routes": "\(cfg.routes.count)", "pid": "\(getpid())",
         ])
         // Shut down in reverse: the admin API, then the replica's loops, then the Raft node
         // hands leadership over and closes its log.

@@ -49,6 +49,14 @@ public final class ControllerStateMachine: RaftStateMachine {
     // MARK: RaftStateMachine
 
     public func apply(_ entry: Entry) {
+        // Every replica names every entry it applies, so the chaos checkers can show that the
+        // committed log is the same everywhere (chaos/HISTORY.md). Debug level: it is per entry.
+        if logger.logLevel <= .debug {
+            logger.debug("entry applied", metadata: [
+                "index": "\(entry.index)", "term": "\(entry.term)", "kind": "\(entry.kind)",
+                "digest": "\(Self.digest(entry))",
+            ])
+        }
         guard entry.kind == .normal, !entry.data.isEmpty else {
             box.withLockedValue {
                 $0.appliedIndex = entry.index
@@ -102,7 +110,18 @@ public final class ControllerStateMachine: RaftStateMachine {
         box.withLockedValue { StateCodec.encode($0.state) }
     }
 
+    /// FNV-1a (64-bit) of an entry's kind and bytes, in hex: a fingerprint, not a defence.
+    static func digest(_ entry: Entry) -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in Array("\(entry.kind)".utf8) + entry.data {
+            h = (h ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        let hex = String(h, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
     public func restore(from snapshot: Snapshot) throws {
+        logger.notice("snapshot restored", metadata: ["index": "\(snapshot.metadata.index)", "term": "\(snapshot.metadata.term)"])
         let state = try StateCodec.decodeState(snapshot.data)
         box.withLockedValue {
             $0.state = state

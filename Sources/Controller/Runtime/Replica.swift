@@ -300,14 +300,30 @@ public actor ControllerReplica: Service {
         }
     }
 
-    /// A deadline for one AWS call: inside the lease, and never past `apiTimeout`. Nil when
-    /// this replica may not write (no lease, another term, lock-delay not over).
-    private func writeDeadline(term: UInt64) async -> NIODeadline? {
-        guard ledTerm == term, ContinuousClock.now - ledSince >= timing.lockDelay else { return nil }
-        guard let until = await node.leaseValidUntil, await node.status.term == term else { return nil }
-        let budget = min(until - ContinuousClock.now, timing.apiTimeout)
-        guard budget > .milliseconds(10) else { return nil }
-        return NIODeadline.now() + budget.timeAmount
+    /// Whether this replica may write now, and by when the call must be done.
+    enum Fence {
+        /// Inside the lease, and never past `apiTimeout`.
+        case open(deadline: NIODeadline, leaseRemaining: Duration)
+        case closed(reason: String)
+    }
+
+    /// The fence every write passes twice: before its intent is proposed and again, after the
+    /// intent commits, right before the call (DESIGN rules 3 and 5).
+    private func fence(term: UInt64) async -> Fence {
+        guard ledTerm == term else { return .closed(reason: "term changed") }
+        guard ContinuousClock.now - ledSince >= timing.lockDelay else { return .closed(reason: "lock-delay") }
+        guard let until = await node.leaseValidUntil else { return .closed(reason: "no lease") }
+        guard await node.status.term == term else { return .closed(reason: "term changed") }
+        let remaining = until - ContinuousClock.now
+        let budget = min(remaining, timing.apiTimeout)
+        guard budget > .milliseconds(10) else { return .closed(reason: "lease ended") }
+        return .open(deadline: NIODeadline.now() + budget.timeAmount, leaseRemaining: remaining)
+    }
+
+    /// A write the fence stopped: counted, and logged for the chaos checkers (chaos/HISTORY.md).
+    private func blocked(_ write: ActuationWrite, term: UInt64, reason: String) {
+        noLease.increment()
+        logger.info("stale write blocked", metadata: ["reason": "\(reason)", "term": "\(term)", "write": "\(write)"])
     }
 
     /// Reads (never writes) are allowed without the lease, but are bounded too.
@@ -339,7 +355,7 @@ public actor ControllerReplica: Service {
     }
 
     private func reconcileDNS(term: UInt64) async {
-        guard let dns = actuators.dns else { return }
+        guard let dns = actuators.dns, ContinuousClock.now - ledSince >= timing.lockDelay else { return }
         let state = machine.state
         for tunnel in config.tunnels {
             guard let record = tunnel.dns, let identity = state.tunnels[tunnel.name]?.identity else { continue }
@@ -464,8 +480,8 @@ public actor ControllerReplica: Service {
         _ write: ActuationWrite, term: UInt64,
         _ perform: @Sendable (FencingToken, NIODeadline) async throws -> String
     ) async -> ActuationResult {
-        guard await writeDeadline(term: term) != nil else {
-            noLease.increment()
+        if case .closed(let reason) = await fence(term: term) {
+            blocked(write, term: term, reason: reason)
             return .notDone
         }
         let position: LogPosition
@@ -480,10 +496,17 @@ public actor ControllerReplica: Service {
         var refused = false
         var detail: String
         var requestID = ""
-        if position.term != term {
-            detail = "not written: the intent committed in another term"
-        } else if let deadline = await writeDeadline(term: term) {
+        let fenceNow: Fence = position.term != term ? .closed(reason: "intent in another term") : await fence(term: term)
+        switch fenceNow {
+        case .closed(let reason):
+            blocked(write, term: term, reason: reason)
+            detail = "not written: \(reason)"
+        case .open(let deadline, let leaseRemaining):
             writes.increment()
+            logger.info("AWS write starting", metadata: [
+                "write": "\(write)", "token": "\(token)", "term": "\(token.term)", "index": "\(token.index)",
+                "leaseRemainingMs": "\(leaseRemaining.milliseconds)",
+            ])
             do {
                 detail = try await perform(token, deadline)
                 success = true
@@ -497,9 +520,6 @@ public actor ControllerReplica: Service {
                 }
                 logger.error("AWS write failed", metadata: ["write": "\(write)", "token": "\(token)", "error": "\(error)"])
             }
-        } else {
-            noLease.increment()
-            detail = "not written: the lease ended before the write"
         }
         do {
             try await proposeAsLeader(.outcome(token, success: success, detail: detail, requestId: requestID))
