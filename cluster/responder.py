@@ -3,9 +3,11 @@
 
 A sentinel probes it (TCP connect) "through the tunnel"; `cluster/drill tunnel-down`
 stops it, `tunnel-up` starts it again on the same port. Standard library only.
-Usage: responder.py PORT NAME
+Usage: responder.py PORT NAME   (listens on $RESPONDER_HOST, default 127.0.0.1; the chaos
+rig runs it in a network namespace on that namespace's address)
 """
 import http.server
+import os
 import sys
 
 
@@ -25,9 +27,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
 def main():
     port, name = int(sys.argv[1]), sys.argv[2]
     http.server.ThreadingHTTPServer.allow_reuse_address = True
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    host = os.environ.get("RESPONDER_HOST", "127.0.0.1")
+    server = http.server.ThreadingHTTPServer((host, port), Handler)
     server.tunnel = name
-    print("responder for tunnel %s listening on 127.0.0.1:%d" % (name, port), flush=True)
+    print("responder for tunnel %s listening on %s:%d" % (name, host, port), flush=True)
     server.serve_forever()
 
 

@@ -100,20 +100,8 @@ public actor ControllerReplica: Service {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await self.probeLoop() }
                 group.addTask { await self.leaderLoop() }
-                group.addTask { await self.watchRole() }
                 group.addTask { await self.metricsLoop() }
                 await group.waitForAll()
-            }
-        }
-    }
-
-    /// Role changes go to the log: an operator (and the tests) can see when a replica stopped
-    /// leading and so stopped writing.
-    private func watchRole() async {
-        for await event in node.events {
-            if Task.isCancelled { return }
-            if case .roleChanged(let role, let term, let leader) = event {
-                logger.notice("role changed", metadata: ["role": "\(role)", "term": "\(term)", "leader": "\(leader)"])
             }
         }
     }
@@ -454,8 +442,8 @@ public actor ControllerReplica: Service {
 
     enum ActuationResult: Equatable {
         case written
-        /// AWS answered with an error (AccessDenied, a bad route table…): repeating at once
-        /// would only fill the log, so the route waits 2, 4, … 30 s.
+        /// AWS answered with a client error (AccessDenied, a bad route table…): repeating at
+        /// once would only fill the log, so the route waits 2, 4, … 30 s.
         case refused
         /// Not attempted, or no answer in time (no lease, leadership lost, deadline): tried
         /// again on the next pass.
@@ -516,7 +504,9 @@ public actor ControllerReplica: Service {
                 detail = "\(error)"
                 if let aws = error as? AWSError {
                     requestID = aws.requestID ?? ""
-                    refused = true
+                    // Throttling and 5xx pass: the next reconcile tries again at once (the
+                    // token bucket paces it), so the routes converge as soon as AWS recovers.
+                    refused = RetryPolicy.classify(aws) == .client
                 }
                 logger.error("AWS write failed", metadata: ["write": "\(write)", "token": "\(token)", "error": "\(error)"])
             }

@@ -1,0 +1,380 @@
+"""The nemeses: each a named scenario, driven by a seeded random.Random (chaos/README.md).
+
+A scenario function gets the rig, the RNG and the duration in seconds; it injects its faults
+(recording each with rig.fault) while the workload breaks and heals tunnels, and returns
+with whatever it broke still broken: run.py heals everything afterwards and then measures
+convergence. It may return a dict of extra meta (e.g. flapping windows).
+"""
+import json
+import os
+import signal
+import threading
+import time
+
+from rig import TIMING, TUNNELS, RigError, mono, wait_until
+
+SCENARIOS = {}
+
+
+def scenario(name, replicas=3, workload=True, disk=False, faked=(), help=""):
+    def register(fn):
+        SCENARIOS[name] = dict(fn=fn, replicas=replicas, workload=workload, disk=disk, faked=set(faked), help=help)
+        return fn
+    return register
+
+
+class Workload(threading.Thread):
+    """Breaks and heals tunnels at random, one per VPC at most, so the leader has writes to
+    make while the nemesis works. Its own faults are recorded as `tunnel-down`."""
+
+    def __init__(self, rig, rng):
+        super().__init__(daemon=True)
+        self.rig, self.rng = rig, rng
+        self.halt = threading.Event()
+        self.down = set()
+
+    def run(self):
+        while not self.halt.is_set():
+            self.halt.wait(self.rng.uniform(2.0, 5.0))
+            if self.halt.is_set():
+                break
+            if self.down and self.rng.random() < 0.6:
+                t = self.rng.choice(sorted(self.down))
+                self.rig.tunnel_up(t)
+                self.down.discard(t)
+                self.rig.fault("stop", "tunnel-down", t)
+            else:
+                candidates = [t for t in TUNNELS if t not in self.down and not any(d[0] == t[0] for d in self.down)]
+                if candidates:
+                    t = self.rng.choice(candidates)
+                    self.rig.tunnel_down(t)
+                    self.down.add(t)
+                    self.rig.fault("start", "tunnel-down", t)
+
+    def stop(self):
+        self.halt.set()
+        self.join(timeout=10)
+        for t in sorted(self.down):
+            self.rig.tunnel_up(t)
+            self.rig.fault("stop", "tunnel-down", t)
+        self.down.clear()
+
+
+def rounds(duration, per_round):
+    end = time.monotonic() + duration
+    while time.monotonic() + per_round * 0.5 < end:
+        yield
+
+
+def hold(seconds):
+    time.sleep(seconds)
+
+
+def current_leader(rig, among=None):
+    return rig.wait_leader(among=among, timeout=60)
+
+
+# ------------------------------------------------------------------------------ partitions
+
+@scenario("isolate-leader", help="cut the leader off from the other replicas (it still reaches AWS and its sentinels)")
+def isolate_leader(rig, rng, duration):
+    for _ in rounds(duration, 10):
+        leader = current_leader(rig)
+        rest = [i for i in rig.members if i != leader]
+        rig.partition([[leader], rest])
+        rig.fault("start", "partition", "{%d} | {%s}" % (leader, ",".join(map(str, rest))))
+        hold(rng.uniform(4, 8))
+        rig.heal_network(["r%d" % i for i in rig.members])
+        rig.fault("stop", "partition", "healed")
+        hold(rng.uniform(2, 4))
+
+
+@scenario("halves", help="random majority/minority halves")
+def halves(rig, rng, duration):
+    for _ in rounds(duration, 10):
+        ids = list(rig.members)
+        rng.shuffle(ids)
+        k = len(ids) // 2
+        minority, majority = sorted(ids[:k]), sorted(ids[k:])
+        rig.partition([minority, majority])
+        rig.fault("start", "partition", "{%s} | {%s}" % (",".join(map(str, minority)), ",".join(map(str, majority))))
+        hold(rng.uniform(4, 8))
+        rig.heal_network(["r%d" % i for i in rig.members])
+        rig.fault("stop", "partition", "healed")
+        hold(rng.uniform(2, 4))
+
+
+@scenario("leader-deaf", help="asymmetric: the leader hears nothing, its messages still go out")
+def leader_deaf(rig, rng, duration):
+    for _ in rounds(duration, 10):
+        leader = current_leader(rig)
+        for i in rig.members:
+            if i != leader:
+                rig.block("r%d" % i, "r%d" % leader, one_way=True)
+        rig.fault("start", "one-way", "nobody -> %d" % leader)
+        hold(rng.uniform(4, 8))
+        rig.heal_network(["r%d" % i for i in rig.members])
+        rig.fault("stop", "one-way", "healed")
+        hold(rng.uniform(2, 4))
+
+
+@scenario("followers-deaf", help="asymmetric: the followers hear nothing from the leader, it hears them")
+def followers_deaf(rig, rng, duration):
+    for _ in rounds(duration, 10):
+        leader = current_leader(rig)
+        for i in rig.members:
+            if i != leader:
+                rig.block("r%d" % leader, "r%d" % i, one_way=True)
+        rig.fault("start", "one-way", "%d -> nobody" % leader)
+        hold(rng.uniform(4, 8))
+        rig.heal_network(["r%d" % i for i in rig.members])
+        rig.fault("stop", "one-way", "healed")
+        hold(rng.uniform(2, 4))
+
+
+@scenario("bridge", replicas=5, help="5 replicas: two halves joined by one node")
+def bridge(rig, rng, duration):
+    for _ in rounds(duration, 10):
+        ids = list(rig.members)
+        rng.shuffle(ids)
+        middle, left, right = ids[0], sorted(ids[1:3]), sorted(ids[3:])
+        for a in left:
+            for b in right:
+                rig.block("r%d" % a, "r%d" % b)
+        rig.fault("start", "partition", "{%s} - %d - {%s}" % (",".join(map(str, left)), middle, ",".join(map(str, right))))
+        hold(rng.uniform(5, 9))
+        rig.heal_network(["r%d" % i for i in rig.members])
+        rig.fault("stop", "partition", "healed")
+        hold(rng.uniform(2, 4))
+
+
+@scenario("majorities-ring", replicas=5, help="5 replicas in a ring: each sees a majority, no two the same")
+def majorities_ring(rig, rng, duration):
+    for _ in rounds(duration, 10):
+        ids = list(rig.members)
+        rng.shuffle(ids)
+        n = len(ids)
+        for k in range(n):
+            a, b = ids[k], ids[(k + 2) % n]
+            rig.block("r%d" % a, "r%d" % b)
+        rig.fault("start", "partition", "ring %s" % "-".join(map(str, ids)))
+        hold(rng.uniform(5, 9))
+        rig.heal_network(["r%d" % i for i in rig.members])
+        rig.fault("stop", "partition", "healed")
+        hold(rng.uniform(2, 4))
+
+
+@scenario("lossy", help="30% packet loss on every peer link, and AWS calls 150 ms late")
+def lossy(rig, rng, duration):
+    ids = list(rig.members)
+    for k, a in enumerate(ids):
+        for b in ids[k + 1:]:
+            rig.block("r%d" % a, "r%d" % b, loss=30)
+    rig.aws_faults(delay_ms=150, seed=rng.randrange(1 << 30))
+    rig.fault("start", "loss", "30% on every peer link, AWS +150 ms")
+    hold(duration)
+    rig.heal_network(["r%d" % i for i in rig.members])
+    rig.aws_faults()
+    rig.fault("stop", "loss", "healed")
+
+
+# ------------------------------------------------------------------------------ processes
+
+def tail_for(path, needle, timeout, start_at=None):
+    """Waits until a line containing `needle` is appended to `path` after `start_at`; polls
+    every millisecond, since the point is to act in the next few instructions of the writer."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END) if start_at is None else f.seek(start_at)
+        buf = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            chunk = f.read()
+            if chunk:
+                buf += chunk
+                if needle.encode() in buf:
+                    return True
+                buf = buf[-4096:]
+            else:
+                time.sleep(0.001)
+    return False
+
+
+def break_for_write(rig, rng, workload_down):
+    """Breaks a tunnel whose route the leader must then move; returns it."""
+    options = [t for t in TUNNELS if t not in workload_down]
+    t = rng.choice(options)
+    rig.tunnel_down(t)
+    rig.fault("start", "tunnel-down", t)
+    return t
+
+
+def heal_tunnel(rig, t):
+    rig.tunnel_up(t)
+    rig.fault("stop", "tunnel-down", t)
+
+
+@scenario("kill-leader-write-in-flight", workload=False,
+          help="SIGKILL the leader while the proxy holds its route write, then let the write through")
+def kill_leader_in_flight(rig, rng, duration):
+    proxy_log = os.path.join(rig.dir, "proxy.jsonl")
+    for _ in rounds(duration, 15):
+        leader = current_leader(rig)
+        rig.wait_caught_up()
+        # Held for less than the lock-delay: a real AWS applies a call within its timeout, and
+        # the new leader's lock-delay is what waits that out.
+        held = round(min(1.5, rig.lock_delay() * 0.7), 2)
+        rig.aws_faults(hang_s=held, hang_p=1, actions=["ReplaceRoute", "CreateRoute"])
+        size = os.path.getsize(proxy_log)
+        t = break_for_write(rig, rng, set())
+        if tail_for(proxy_log, '"fault":"hang"', 30, start_at=size):
+            rig.kill("r%d" % leader)
+            rig.fault("start", "kill", "leader %d (SIGKILL) with a write held %.1fs in the proxy" % (leader, held))
+        else:
+            rig.fault("start", "kill", "no write was held; leader %d killed anyway" % leader)
+            rig.kill("r%d" % leader)
+        rig.aws_faults()
+        current_leader(rig, among=[i for i in rig.members if i != leader])
+        hold(rng.uniform(2, 4))
+        rig.start_replica(leader)
+        rig.fault("stop", "kill", "replica %d restarted" % leader)
+        heal_tunnel(rig, t)
+        hold(rng.uniform(4, 6))
+
+
+@scenario("pause-leader", workload=False,
+          help="SIGSTOP the leader right after its lease check, past the election timeout, then SIGCONT")
+def pause_leader(rig, rng, duration):
+    for _ in rounds(duration, 15):
+        leader = current_leader(rig)
+        rig.wait_caught_up()
+        log = os.path.join(rig.dir, "replica-%d.jsonl" % leader)
+        size = os.path.getsize(log)
+        t = break_for_write(rig, rng, set())
+        caught = tail_for(log, '"msg":"AWS write starting"', 30, start_at=size)
+        rig.send_signal("r%d" % leader, signal.SIGSTOP)
+        rig.fault("start", "pause", "leader %d SIGSTOP %s" % (leader, "after its lease check" if caught else "(no write seen)"))
+        pause = TIMING["electionTimeout"] * 3 + rig.lock_delay()
+        current_leader(rig, among=[i for i in rig.members if i != leader])
+        hold(max(0.0, pause - 1))
+        rig.send_signal("r%d" % leader, signal.SIGCONT)
+        rig.fault("stop", "pause", "leader %d SIGCONT" % leader)
+        hold(rng.uniform(3, 5))
+        heal_tunnel(rig, t)
+        hold(rng.uniform(4, 6))
+
+
+@scenario("kill-majority", help="SIGKILL a majority (sometimes all) of the replicas, then restart them")
+def kill_majority(rig, rng, duration):
+    for _ in rounds(duration, 12):
+        ids = list(rig.members)
+        rng.shuffle(ids)
+        victims = sorted(ids if rng.random() < 0.3 else ids[: len(ids) // 2 + 1])
+        for i in victims:
+            rig.kill("r%d" % i)
+        rig.fault("start", "kill", "replicas %s (SIGKILL)" % victims)
+        hold(rng.uniform(2, 5))
+        for i in victims:
+            rig.start_replica(i)
+        rig.fault("stop", "kill", "replicas %s restarted" % victims)
+        current_leader(rig)
+        hold(rng.uniform(3, 5))
+
+
+@scenario("rolling-restart", help="SIGTERM and restart every replica in turn, the leader among them")
+def rolling_restart(rig, rng, duration):
+    for _ in rounds(duration, 20):
+        for i in sorted(rig.members, key=lambda _: rng.random()):
+            rig.kill("r%d" % i, sig=signal.SIGTERM)
+            rig.fault("start", "restart", "replica %d (SIGTERM)" % i)
+            hold(rng.uniform(0.5, 2))
+            rig.start_replica(i)
+            rig.fault("stop", "restart", "replica %d started" % i)
+            rig.wait_caught_up()
+
+
+@scenario("disk-full", disk=True, help="the leader's data directory (a tiny tmpfs) fills up, then frees")
+def disk_full(rig, rng, duration):
+    for _ in rounds(duration, 15):
+        leader = current_leader(rig)
+        data = os.path.join(rig.dir, "data", str(leader))
+        filler = os.path.join(data, "filler")
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * (1 << 20))
+                    f.flush()
+            except OSError:
+                pass
+        rig.fault("start", "disk-full", "replica %d's data tmpfs" % leader)
+        hold(rng.uniform(5, 8))
+        os.unlink(filler)
+        rig.fault("stop", "disk-full", "replica %d freed" % leader)
+        if not rig.nodes["r%d" % leader].alive:
+            # A replica that could not persist stops rather than run without a durable log.
+            rig.start_replica(leader)
+            rig.fault("stop", "restart", "replica %d restarted after the disk filled" % leader)
+        hold(rng.uniform(3, 5))
+
+
+@scenario("clock", faked=(3,), help="replica 3 under libfaketime: jumps of ±30 s, then a strobe")
+def clock(rig, rng, duration):
+    end = time.monotonic() + duration
+    while time.monotonic() < end - 3:
+        kind = rng.choice(["jump-forward", "jump-back", "strobe"])
+        if kind == "strobe":
+            rig.fault("start", "clock", "replica 3 strobes 0/+5s")
+            for k in range(10):
+                rig.set_clock(3, "+5s" if k % 2 == 0 else "+0")
+                hold(1.1)
+        else:
+            offset = "+30s" if kind == "jump-forward" else "-30s"
+            rig.set_clock(3, offset)
+            rig.fault("start", "clock", "replica 3 jumps %s" % offset)
+            hold(rng.uniform(4, 7))
+        rig.set_clock(3, "+0")
+        rig.fault("stop", "clock", "replica 3 back to +0")
+        hold(rng.uniform(2, 4))
+
+
+@scenario("flapping", workload=False, help="tunnel a1 flaps faster than the failback hold-down")
+def flapping(rig, rng, duration):
+    t = "a1"
+    start = mono()
+    rig.fault("start", "flap", t)
+    end = time.monotonic() + duration
+    while time.monotonic() < end:
+        rig.tunnel_down(t)
+        hold(rng.uniform(1.2, 2.0))
+        rig.tunnel_up(t)
+        hold(rng.uniform(1.2, 2.0))
+    rig.fault("stop", "flap", t)
+    return {"flapping": [{"tunnel": t, "fromMonoNs": start, "toMonoNs": mono()}]}
+
+
+@scenario("aws-storm", help="AWS throttles and fails: 40% RequestLimitExceeded, 30% InternalError")
+def aws_storm(rig, rng, duration):
+    for _ in rounds(duration, 12):
+        rig.aws_faults(throttle=0.4, error500=0.3, seed=rng.randrange(1 << 30))
+        rig.fault("start", "aws-errors", "throttle 40%, 500 30%")
+        hold(rng.uniform(6, 9))
+        rig.aws_faults()
+        rig.fault("stop", "aws-errors", "cleared")
+        hold(rng.uniform(3, 5))
+
+
+@scenario("instance-replaced", help="a VPN instance is replaced while a minority replica is cut off")
+def instance_replaced(rig, rng, duration):
+    for _ in rounds(duration, 15):
+        leader = current_leader(rig)
+        others = [i for i in rig.members if i != leader]
+        cut = rng.choice(others + [leader])
+        rig.partition([[cut], [i for i in rig.members if i != cut]])
+        rig.fault("start", "partition", "{%d} | rest" % cut)
+        t = rng.choice(TUNNELS)
+        old, new = rig.replace_instance(t)
+        rig.fault("start", "replace-instance", "%s: %s -> %s" % (t, old, new))
+        hold(rng.uniform(6, 9))
+        rig.heal_network(["r%d" % i for i in rig.members])
+        rig.fault("stop", "partition", "healed")
+        rig.fault("stop", "replace-instance", t)
+        hold(rng.uniform(3, 5))
