@@ -93,7 +93,7 @@ class Node:
 
 
 class Rig:
-    def __init__(self, run_dir, binary, replicas=3, log=print):
+    def __init__(self, run_dir, binary, replicas=3, members=None, log=print):
         self.dir = run_dir
         self.binary = binary
         self.log = log
@@ -111,7 +111,8 @@ class Rig:
         self.world = {}
         self.enis = {}
         self.faked = set()
-        self.members = list(self.replica_ids)
+        self.members = list(members or self.replica_ids)
+        self.configs = {}
         self.fault_count = 0
         self._ssl = None
 
@@ -402,6 +403,13 @@ table inet chaos {
         self.certs = certs
         self.config_path = os.path.join(self.dir, "config.yaml")
         self._write_config(self.config_path, self.members)
+        # A replica that joins later starts from a config that names it (its bootstrap
+        # membership only matters until the leader's log reaches it).
+        for i in self.replica_ids:
+            if i not in self.members:
+                path = os.path.join(self.dir, "config-%d.yaml" % i)
+                self._write_config(path, sorted(set(self.members) | {i}))
+                self.configs[i] = path
 
     def _write_config(self, path, members):
         T = TIMING
@@ -462,7 +470,8 @@ table inet chaos {
             # asks the time constantly.
             env.update({"LD_PRELOAD": FAKETIME_LIB, "FAKETIME_TIMESTAMP_FILE": stamp, "FAKETIME_CACHE_DURATION": "1",
                    "FAKETIME_DONT_RESET": "1"})
-        self.spawn(node, [self.binary, "serve", "--config", config or self.config_path, "--id", i, "--log-format", "json",
+        config = config or self.configs.get(i, self.config_path)
+        self.spawn(node, [self.binary, "serve", "--config", config, "--id", i, "--log-format", "json",
                           "--log-level", "debug"], "replica-%d.jsonl" % i, env=env, stdout_name="replica-%d.out" % i)
 
     def set_clock(self, i, offset):

@@ -16,9 +16,10 @@ from rig import TIMING, TUNNELS, RigError, mono, wait_until
 SCENARIOS = {}
 
 
-def scenario(name, replicas=3, workload=True, disk=False, faked=(), help=""):
+def scenario(name, replicas=3, members=None, workload=True, disk=False, faked=(), help=""):
     def register(fn):
-        SCENARIOS[name] = dict(fn=fn, replicas=replicas, workload=workload, disk=disk, faked=set(faked), help=help)
+        SCENARIOS[name] = dict(fn=fn, replicas=replicas, members=members, workload=workload, disk=disk, faked=set(faked),
+                               help=help)
         return fn
     return register
 
@@ -378,3 +379,43 @@ def instance_replaced(rig, rng, duration):
         rig.fault("stop", "partition", "healed")
         rig.fault("stop", "replace-instance", t)
         hold(rng.uniform(3, 5))
+
+
+@scenario("membership", replicas=4, members=[1, 2, 3],
+          help="add a replica (learner, then voter), remove the leader, remove a partitioned replica")
+def membership(rig, rng, duration):
+    leader = current_leader(rig)
+    rig.start_replica(4)
+    peer = "%s:%d" % (rig.nodes["r4"].addr, 7000)
+    wait_until("replica 4 added as a learner", lambda: rig.admin(current_leader(rig), "/v1/members", "POST",
+                                                               {"id": 4, "peer": peer, "learner": True}).get("ok"), 60, 1)
+    rig.fault("start", "membership", "add 4 as a learner")
+    rig.members.append(4)
+    rig.wait_caught_up()
+    wait_until("replica 4 promoted", lambda: rig.admin(current_leader(rig), "/v1/members", "POST",
+                                                       {"id": 4, "peer": peer}).get("ok"), 60, 1)
+    rig.fault("stop", "membership", "4 promoted to voter")
+    hold(duration / 4)
+    leader = current_leader(rig)
+    wait_until("the leader removed", lambda: rig.admin(leader, "/v1/members/%d" % leader, "DELETE").get("ok"), 60, 1)
+    rig.fault("start", "membership", "remove the leader %d" % leader)
+    rig.members.remove(leader)
+    current_leader(rig)
+    rig.kill("r%d" % leader, sig=signal.SIGTERM)
+    rig.fault("stop", "membership", "%d removed and stopped" % leader)
+    hold(duration / 4)
+    leader = current_leader(rig)
+    victim = rng.choice([i for i in rig.members if i != leader])
+    rest = [i for i in rig.members if i != victim]
+    rig.partition([[victim], rest])
+    rig.fault("start", "partition", "{%d} | {%s}" % (victim, ",".join(map(str, rest))))
+    hold(2)
+    wait_until("the partitioned replica removed",
+               lambda: rig.admin(current_leader(rig, among=rest), "/v1/members/%d" % victim, "DELETE").get("ok"), 60, 1)
+    rig.fault("start", "membership", "remove the partitioned replica %d" % victim)
+    rig.members.remove(victim)
+    hold(duration / 4)
+    rig.heal_network()
+    rig.fault("stop", "partition", "healed")
+    rig.kill("r%d" % victim, sig=signal.SIGTERM)
+    rig.fault("stop", "membership", "%d removed and stopped" % victim)

@@ -131,6 +131,9 @@ final class AWSTransport: Sendable {
                 failure = RetryPolicy.classify(error)
                 finalError = error
                 lastError = error.description
+            } catch is NotSent {
+                throw AWSClientError.deadlineExceeded(
+                    action: op.action, attempts: attempt - 1, lastError: lastError ?? "the deadline passed before the request was sent")
             } catch let error as CredentialsError {
                 throw error
             } catch is CancellationError {
@@ -164,6 +167,9 @@ final class AWSTransport: Sendable {
         }
     }
 
+    /// An attempt stopped before its request left: nothing of it can reach AWS.
+    private struct NotSent: Error {}
+
     private func attemptOnce(_ op: AWSOperation, deadline: NIODeadline) async throws -> AWSResponse {
         let creds = try await credentials.credentials(logger: logger)
         var signable = SigV4Request(method: op.method.rawValue, path: op.path, query: op.query,
@@ -178,9 +184,7 @@ final class AWSTransport: Sendable {
         if !op.body.isEmpty { request.body = .bytes(op.body) }
         // Checked again here, after the credentials and signing: a write's deadline is the end
         // of its leader's lease, and a call that would leave after it must not leave at all.
-        guard NIODeadline.now() < deadline else {
-            throw AWSClientError.deadlineExceeded(action: op.action, attempts: 0, lastError: "the deadline passed before the request was sent")
-        }
+        guard NIODeadline.now() < deadline else { throw NotSent() }
         // No logger handed to the HTTP client: at trace level it could print request details,
         // and these carry the session token.
         let response = try await http.execute(request, deadline: deadline)

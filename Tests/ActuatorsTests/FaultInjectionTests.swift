@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NIOCore
 import Testing
 
@@ -69,6 +70,37 @@ struct FaultInjectionTests {
                 DesiredRoute(routeTableId: rtb1, destination: remote, target: .networkInterface(topo.eni)),
             ], fencing: fencing, deadline: deadline())
             #expect(proxy.writeCount == 0)
+        }
+    }
+
+    /// Credentials that take their time, as an IMDS refresh on a busy host might.
+    struct SlowCredentials: CredentialsSource {
+        let inner: AWSCredentials
+        let delay: Duration
+        func credentials(logger: Logger) async throws -> AWSCredentials {
+            try await Task.sleep(for: delay)
+            return inner
+        }
+    }
+
+    /// A write's deadline is its leader's lease: when it passes between the fence and the
+    /// send, no request may leave at all (chaos/README.md, "pause-leader").
+    @Test func aCallWhoseDeadlinePassesBeforeSendingSendsNothing() async throws {
+        try await withMotoAndProxy(signatureChecking: false) { moto, proxy, server in
+            let topo = try await Topology.build(moto)
+            let config = AWSClientConfiguration(region: "us-east-1", endpointOverride: server.url, identity: CallerIdentity(nodeID: "n1"))
+            var logger = Logger(label: "test.actuators")
+            logger.logLevel = .critical
+            let ec2 = EC2Client(configuration: config, credentials: SlowCredentials(inner: moto.credentials, delay: .milliseconds(400)),
+                                rateLimiter: RateLimiter(limits: RateLimits()), logger: logger)
+            proxy.resetCounts()
+            await #expect {
+                _ = try await ec2.describeRouteTables(filters: [EC2Filter("route-table-id", [topo.routeTables[0]])], deadline: .now() + .milliseconds(100))
+            } throws: { error in
+                guard case AWSClientError.deadlineExceeded(_, let attempts, _) = error else { return false }
+                return attempts == 0
+            }
+            #expect(proxy.count("DescribeRouteTables") == 0)
         }
     }
 

@@ -508,7 +508,13 @@ public actor ControllerReplica: Service {
                     // token bucket paces it), so the routes converge as soon as AWS recovers.
                     refused = RetryPolicy.classify(aws) == .client
                 }
-                logger.error("AWS write failed", metadata: ["write": "\(write)", "token": "\(token)", "error": "\(error)"])
+                if case AWSClientError.deadlineExceeded(_, attempts: 0, _) = error {
+                    // The lease ran out between the fence and the send (a paused process, a
+                    // slow credential refresh): no request left, so nothing stale can land.
+                    blocked(write, term: term, reason: "lease ended before sending")
+                } else {
+                    logger.error("AWS write failed", metadata: ["write": "\(write)", "token": "\(token)", "error": "\(error)"])
+                }
             }
         }
         do {
