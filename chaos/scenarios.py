@@ -317,16 +317,25 @@ def disk_full(rig, rng, duration):
         hold(rng.uniform(3, 5))
 
 
-@scenario("clock", faked=(3,), help="replica 3 under libfaketime: jumps of ±30 s, then a strobe")
+@scenario("clock", faked=(3,), help="replica 3's wall clock (libfaketime) jumps ±30 s and strobes, mostly while it leads")
 def clock(rig, rng, duration):
     end = time.monotonic() + duration
     while time.monotonic() < end - 3:
+        if rng.random() < 0.7:
+            leader = current_leader(rig)
+            if leader != 3:
+                try:
+                    rig.admin(leader, "/v1/leader/transfer", "POST", {"to": 3})
+                    wait_until("replica 3 to lead", lambda: rig.leader() == 3, 10, 0.2)
+                    rig.fault("start", "transfer", "leadership %d -> 3" % leader)
+                except Exception as e:  # noqa: BLE001 - a refused transfer only means 3 does not lead this round
+                    rig.fault("start", "transfer", "leadership %d -> 3 refused: %s" % (leader, e))
         kind = rng.choice(["jump-forward", "jump-back", "strobe"])
         if kind == "strobe":
             rig.fault("start", "clock", "replica 3 strobes 0/+5s")
-            for k in range(10):
+            for k in range(8):
                 rig.set_clock(3, "+5s" if k % 2 == 0 else "+0")
-                hold(1.1)
+                hold(1.5)
         else:
             offset = "+30s" if kind == "jump-forward" else "-30s"
             rig.set_clock(3, offset)

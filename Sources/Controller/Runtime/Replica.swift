@@ -140,16 +140,31 @@ public actor ControllerReplica: Service {
 
     // MARK: Proposals
 
-    private nonisolated func entry(_ command: ControllerCommand, stamped: Bool) -> ControllerEntry {
-        ControllerEntry(
-            stamp: stamped ? Stamp(millis: wallClock()) : nil, origin: id, requestID: UInt64.random(in: 1...UInt64.max),
-            command: command)
+    private nonisolated func entry(_ command: ControllerCommand, stamp: Stamp? = nil) -> ControllerEntry {
+        ControllerEntry(stamp: stamp, origin: id, requestID: UInt64.random(in: 1...UInt64.max), command: command)
+    }
+
+    /// The leader's time for its stamps (DESIGN rule 6): its wall clock when it began to lead,
+    /// never behind the last stamp in the state, advanced from there by the monotonic clock.
+    /// A wall clock that steps while it leads (NTP, a resumed VM) moves no hold-down or TTL,
+    /// and a new leader whose clock is behind carries on from the last stamp instead of
+    /// freezing the state's time until its clock catches up.
+    private var stampBase: (millis: UInt64, at: ContinuousClock.Instant)? = nil
+
+    private func leaderNow() -> Stamp {
+        let base = stampBase ?? {
+            let b = (millis: max(wallClock(), machine.state.now.millis), at: ContinuousClock.now)
+            stampBase = b
+            return b
+        }()
+        let elapsed = ContinuousClock.now - base.at
+        return Stamp(millis: base.millis &+ UInt64(max(0, elapsed.milliseconds)))
     }
 
     /// Proposes on this replica as leader, stamped with its clock; returns once applied here.
     @discardableResult
     func proposeAsLeader(_ command: ControllerCommand) async throws -> LogPosition {
-        try await node.propose(entry(command, stamped: true).encoded())
+        try await node.propose(entry(command, stamp: leaderNow()).encoded())
     }
 
     /// Submits a command from any replica (an operator's drain, say) and waits until it is
@@ -158,7 +173,7 @@ public actor ControllerReplica: Service {
     public nonisolated func submit(_ command: ControllerCommand, timeout: Duration = .seconds(2), attempts: Int = 3) async throws -> LogPosition {
         var lastError: (any Error)? = nil
         for _ in 0..<max(1, attempts) {
-            let e = entry(command, stamped: false)
+            let e = entry(command)
             do {
                 switch try await node.submit(e.encoded()) {
                 case .committed(let position):
@@ -227,7 +242,7 @@ public actor ControllerReplica: Service {
                     let command = ControllerCommand.observe(
                         replica: id, tunnel: tunnel.name, healthyRun: r.healthy, unhealthyRun: r.unhealthy, rttMillis: check.rttMillis)
                     do {
-                        _ = try await node.submit(entry(command, stamped: false).encoded())
+                        _ = try await node.submit(entry(command).encoded())
                         r.sentOpinion = opinion
                         r.sentAt = ContinuousClock.now
                         r.sentTerm = term
@@ -265,6 +280,7 @@ public actor ControllerReplica: Service {
             if status.term != ledTerm {
                 ledTerm = status.term
                 ledSince = .now
+                stampBase = nil
                 backoff = [:]
                 logger.notice("leading; writes wait out the lock-delay", metadata: [
                     "term": "\(status.term)", "lockDelay": "\(timing.lockDelay)",
