@@ -285,8 +285,12 @@ public struct RegisterChecker<Value: Hashable & Sendable>: Sendable {
         return .ok
     }
 
-    /// Shrinks a failing history to a small failing subset: first the ops called before the
-    /// blocked op returned (later ones cannot help place it), then delta debugging.
+    /// Shrinks a failing history to a small failing subset: first drop the ops called after
+    /// the blocked op returned (they cannot help place it), then delta debugging. Only reads,
+    /// and writes whose value no remaining read observes, are ever dropped: dropping those
+    /// cannot make a linearizable history fail (each read keeps its explaining write, and
+    /// fewer writes only relax token order), so the subset fails for the original reason
+    /// rather than for a write the minimizer took away.
     func minimize(_ ops: [RegisterOp<Value>], blocked: Int) -> [Int] {
         var checks = 0
         let perCheck = max(10_000, maxStates / 10)
@@ -295,9 +299,23 @@ public struct RegisterChecker<Value: Hashable & Sendable>: Sendable {
             if case .fail = search(ops, subset: subset, budget: perCheck) { return true }
             return false
         }
+        /// `current` without those of `drop` that may safely go.
+        func without(_ drop: ArraySlice<Int>, from current: [Int]) -> [Int] {
+            let dropSet = Set(drop)
+            var observed = Set<Value>()
+            for i in current where !dropSet.contains(i) {
+                if case .read(let v) = ops[i].kind { observed.insert(v) }
+            }
+            return current.filter { i in
+                guard dropSet.contains(i) else { return true }
+                if case .write(let v) = ops[i].kind { return observed.contains(v) }
+                return false
+            }
+        }
         var current = Array(ops.indices)
         if let cut = ops[blocked].ret {
-            let prefix = current.filter { ops[$0].call <= cut }
+            let late = current.filter { ops[$0].call > cut }
+            let prefix = without(late[...], from: current)
             if prefix.count < current.count, fails(prefix) { current = prefix }
         }
         var chunk = max(1, current.count / 2)
@@ -306,8 +324,8 @@ public struct RegisterChecker<Value: Hashable & Sendable>: Sendable {
             var removedAny = false
             while i < current.count, checks < minimizeBudget {
                 let end = min(current.count, i + chunk)
-                let candidate = Array(current[..<i] + current[end...])
-                if !candidate.isEmpty, fails(candidate) {
+                let candidate = without(current[i..<end], from: current)
+                if candidate.count < current.count, !candidate.isEmpty, fails(candidate) {
                     current = candidate
                     removedAny = true
                 } else {
