@@ -140,7 +140,7 @@ let package = Package(
         // depend on each other).
         .target(name: "SwitchmanTestSupport", path: "Tests/SwitchmanTestSupport"),
         .testTarget(name: "BenchSupportTests", dependencies: ["BenchSupport"]),
-        .testTarget(name: "ChaosCheckTests", dependencies: ["ChaosCheck"]),
+        .testTarget(name: "ChaosCheckTests", dependencies: ["ChaosCheck", "SwitchmanTestSupport"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftTestKit"]),
         .testTarget(name: "RaftSimulationTests", dependencies: ["Raft", "RaftTestKit"]),
         .testTarget(

@@ -394,6 +394,20 @@ public struct RunStats: Sendable, Equatable {
     public var elections: Int
     public var convergenceMs: Int64?
     public var truncatedLines: Int
+
+    public init(
+        faults: Int, writes: Int, staleAttempted: Int, staleBlocked: Int, staleArrived: Int, elections: Int, convergenceMs: Int64?,
+        truncatedLines: Int
+    ) {
+        self.faults = faults
+        self.writes = writes
+        self.staleAttempted = staleAttempted
+        self.staleBlocked = staleBlocked
+        self.staleArrived = staleArrived
+        self.elections = elections
+        self.convergenceMs = convergenceMs
+        self.truncatedLines = truncatedLines
+    }
 }
 
 public struct Verdict: Sendable {
