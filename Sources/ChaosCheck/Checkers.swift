@@ -432,6 +432,6 @@ public struct Verdict: Sendable {
             "checkers": checkers.map { ["name": $0.name, "ok": $0.ok, "detail": $0.detail] as [String: Any] },
             "stats": stats,
         ]
-        return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+        return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
     }
 }

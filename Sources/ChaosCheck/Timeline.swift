@@ -82,9 +82,17 @@ public enum Timeline {
             }
         }
         let ordered = changes.values.sorted { $0.monoNs < $1.monoNs }
+        var flapMarks: [String] = []
         for tunnel in tunnels.sorted() {
             body.append(laneLabel("tunnel \(tunnel)", y: y))
             body.append(laneBackground(y: y))
+            for w in m.flapping where w.tunnel == tunnel {
+                let x0 = x(w.fromMonoNs)
+                flapMarks.append(
+                    "<rect x=\"\(f(x0))\" y=\"\(f(y))\" width=\"\(f(max(1, x(w.toMonoNs) - x0)))\" height=\"\(f(laneHeight))\" fill=\"none\" stroke=\"#7b3294\" stroke-width=\"2\" stroke-dasharray=\"5 3\"><title>flapping \(escape(tunnel))</title></rect>"
+                )
+                flapMarks.append(text("flapping", x: x0 + 3, y: y - 1, size: 9, fill: "#7b3294"))
+            }
             let mine = ordered.filter { $0.tunnel == tunnel }
             var from = start
             var state = mine.first?.from ?? "unknown"
@@ -146,15 +154,18 @@ public enum Timeline {
 
         // Bands go under the lanes; drawn now that the lane area's height is known.
         var under: [String] = []
+        var labels: [String] = []
         let bandColours = ["#fee08b", "#d9d9f3", "#fdd0a2", "#c7e9c0", "#f2c4de"]
         for (i, b) in bands.enumerated() {
             let colour = bandColours[(b.name.hashValueStable & Int.max) % bandColours.count]
             let x0 = x(b.from)
             under.append(rect(x0, bandTop, max(1, x(b.to) - x0), lanesBottom - bandTop, fill: colour, title: "\(b.name) \(b.detail)", opacity: 0.55))
             if let row = bandLabels.first(where: { $0.band == i })?.row {
-                under.append(text(b.detail.isEmpty ? b.name : "\(b.name) \(b.detail)", x: x0 + 2, y: bandTop + 11 + Double(row) * 14, size: 10, fill: "#333333"))
+                labels.append(text(b.detail.isEmpty ? b.name : "\(b.name) \(b.detail)", x: x0 + 2, y: bandTop + 11 + Double(row) * 14, size: 10, fill: "#333333"))
             }
         }
+        // Labels after every band, so a later band never covers an earlier label.
+        under += labels
         // Heal and convergence markers.
         var marks: [String] = []
         for (t, name, colour) in [(Optional(m.healedMonoNs), "healed", "#555555"), (m.convergedMonoNs, "converged", "#2b7bba")] {
@@ -187,7 +198,7 @@ public enum Timeline {
         var out = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" font-family=\"sans-serif\">\n"
         out += "<rect x=\"0\" y=\"0\" width=\"\(Int(width))\" height=\"\(Int(height))\" fill=\"#ffffff\"/>\n"
         out += text(title, x: 10, y: 20, size: 14, fill: verdict.map { $0.ok ? "#1a7f37" : "#d7191c" } ?? "#000000", bold: true) + "\n"
-        for part in [under, body, marks, axis] { out += part.joined(separator: "\n") + "\n" }
+        for part in [under, body, flapMarks, marks, axis] { out += part.joined(separator: "\n") + "\n" }
         out += "</svg>\n"
         return out
     }
