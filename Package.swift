@@ -11,6 +11,8 @@ let package = Package(
         .library(name: "Raft", targets: ["Raft"]),
         // Kept out of `switchman`: the Raft-vs-etcd benchmark (docs/BENCHMARKS.md).
         .executable(name: "switchman-bench", targets: ["SwitchmanBench"]),
+        // Kept out of `switchman` too: the chaos rig's history checkers (chaos/CHECKERS.md).
+        .executable(name: "switchman-chaos", targets: ["SwitchmanChaos"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
@@ -124,16 +126,27 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The chaos rig's checkers: history loaders, a linearizability checker, the timeline.
+        // Foundation only, so controller unit tests can reuse the linearizability checker.
+        .target(name: "ChaosCheck"),
+        .executableTarget(
+            name: "SwitchmanChaos",
+            dependencies: [
+                "ChaosCheck",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         // One way to run child processes in tests (a plain target: test targets cannot
         // depend on each other).
         .target(name: "SwitchmanTestSupport", path: "Tests/SwitchmanTestSupport"),
         .testTarget(name: "BenchSupportTests", dependencies: ["BenchSupport"]),
+        .testTarget(name: "ChaosCheckTests", dependencies: ["ChaosCheck", "SwitchmanTestSupport"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftTestKit"]),
         .testTarget(name: "RaftSimulationTests", dependencies: ["Raft", "RaftTestKit"]),
         .testTarget(
             name: "ControllerTests",
             dependencies: [
-                "Controller", "Raft", "RaftRuntime", "Actuators", "SwitchmanTestSupport",
+                "Controller", "Raft", "RaftRuntime", "Actuators", "SwitchmanTestSupport", "ChaosCheck",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
