@@ -89,6 +89,10 @@ struct Harness {
         #expect(h.verdict() == .down, "2 good probes are below rise = 3")
         h.up(1, run: 3)
         h.up(2, run: 3)
+        #expect(h.verdict() == .down, "rise is met, but the up streak has not lasted a hold-down yet")
+        h.advance(60_000)
+        h.up(1, run: 9)
+        h.up(2, run: 9)
         #expect(h.verdict() == .up)
     }
 
@@ -180,6 +184,33 @@ struct Harness {
         }
         #expect(h.now - (lastDown?.millis ?? 0) >= 60_000)
         #expect(h.now - (lastDown?.millis ?? 0) < 65_000)
+    }
+
+    /// Found by chaos/run's flapping scenario: blips shorter than `fall` probes never leave
+    /// majority-down evidence, so a hold-down counted from the last down verdict alone let
+    /// a tunnel that kept blipping fail back and over again within one hold-down.
+    @Test func blipsShorterThanFallRestartTheHoldDown() {
+        var h = Harness(fall: 3, rise: 3, holdDown: 60_000)
+        h.all(1...3, up: true)
+        h.all(1...3, up: false)
+        #expect(h.verdict() == .down)
+        h.advance(300_000)  // long past the last down evidence
+        h.all(1...3, up: true)
+        h.advance(40_000)
+        // One failed probe on every replica: a run of 1, short of fall, so no down evidence...
+        for r in UInt64(1)...3 { h.down(r, run: 1) }
+        #expect(h.verdict() == .down)
+        // ...but it breaks the streak: healthy again, the hold-down starts over from here.
+        h.advance(2000)
+        h.all(1...3, up: true)
+        let streak = h.now
+        h.now = streak + 59_999
+        h.all(1...3, up: true)
+        #expect(h.verdict() == .down, "failed back 59.999 s into a streak, inside the hold-down")
+        h.now = streak + 60_000
+        h.up(1)
+        #expect(h.verdict() == .up)
+        #expect(h.state.tunnel("t1")?.upEvidenceSince == Stamp(millis: streak))
     }
 
     @Test func withoutAutoFailbackAnOperatorApproves() {

@@ -26,6 +26,10 @@ public struct TunnelState: Sendable, Hashable {
     /// The last time a majority of fresh observations said down. The failback hold-down
     /// counts from here, so a tunnel that keeps flapping keeps restarting its hold-down.
     public var lastDownEvidence: Stamp?
+    /// Since when a majority of fresh observations has said up without a break. A failback
+    /// also needs this streak to be a hold-down long: a tunnel that blips down for less than
+    /// `fall` probes never leaves down evidence, but it does break the streak.
+    public var upEvidenceSince: Stamp?
     /// Too few fresh observations to decide: the verdict is the last one decided.
     public var stale: Bool = false
     public var failbackApproved: Bool = false
@@ -201,6 +205,8 @@ public struct FailoverState: Sendable, Hashable {
         defer { tunnels[name] = t }
         let fresh = t.observations.values.filter { now.millis(since: $0.at) < policy.observationTTLMillis }
         let freshCount = UInt32(clamping: fresh.count)
+        // Too few fresh observations is no evidence either way: the up streak neither grows
+        // a verdict nor breaks (as the last down evidence is not moved by staleness either).
         guard freshCount >= policy.minimumObservers else {
             if !t.stale {
                 t.stale = true
@@ -215,6 +221,11 @@ public struct FailoverState: Sendable, Hashable {
         let saysDown = UInt32(clamping: fresh.filter { $0.unhealthyRun >= policy.fall }.count)
         let saysUp = UInt32(clamping: fresh.filter { $0.healthyRun >= policy.rise }.count)
         let old = t.verdict
+        if UInt64(saysUp) * 2 > UInt64(freshCount) {
+            if t.upEvidenceSince == nil { t.upEvidenceSince = now }
+        } else {
+            t.upEvidenceSince = nil
+        }
         if UInt64(saysDown) * 2 > UInt64(freshCount) {
             t.lastDownEvidence = now
             guard old != .down else { return }
@@ -230,7 +241,9 @@ public struct FailoverState: Sendable, Hashable {
                 break
             case .down:
                 let heldDown = t.lastDownEvidence.map { now.millis(since: $0) } ?? UInt64.max
-                guard heldDown >= policy.failbackHoldDownMillis, policy.autoFailback || t.failbackApproved else { return }
+                let heldUp = t.upEvidenceSince.map { now.millis(since: $0) } ?? 0
+                guard heldDown >= policy.failbackHoldDownMillis, heldUp >= policy.failbackHoldDownMillis,
+                      policy.autoFailback || t.failbackApproved else { return }
             }
             t.verdict = .up
             t.verdictSince = now

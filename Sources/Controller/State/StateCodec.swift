@@ -38,7 +38,11 @@ extension StateCodecError {
 }
 
 public enum StateCodec {
+    /// The version of encoded commands (log entries).
     public static let version: UInt8 = 1
+    /// The version of snapshots. 2 adds each tunnel's `upEvidenceSince`; 1 is still read
+    /// (the streak then starts afresh, which only makes a failback wait one hold-down more).
+    public static let stateVersion: UInt8 = 2
     /// "SWFS": tells a controller snapshot from any other blob handed to the decoder.
     static let snapshotMagic: [UInt8] = [0x53, 0x57, 0x46, 0x53]
 
@@ -61,7 +65,7 @@ public enum StateCodec {
     public static func encode(_ state: FailoverState) -> [UInt8] {
         var w = StateWriter()
         w.bytes += snapshotMagic
-        w.byte(version)
+        w.byte(stateVersion)
         w.policy(state.policy)
         w.varint(state.now.millis)
         let names = state.tunnels.keys.sorted()
@@ -72,6 +76,7 @@ public enum StateCodec {
             w.byte(t.verdict.rawValue)
             w.optionalStamp(t.verdictSince)
             w.optionalStamp(t.lastDownEvidence)
+            w.optionalStamp(t.upEvidenceSince)
             w.bool(t.stale)
             w.bool(t.failbackApproved)
             let replicas = t.observations.keys.sorted()
@@ -129,7 +134,7 @@ public enum StateCodec {
         var r = StateReader(bytes)
         for m in snapshotMagic { guard try r.byte("magic") == m else { throw .badMagic } }
         let v = try r.byte("version")
-        guard v == version else { throw .unsupportedVersion(v) }
+        guard v == 1 || v == stateVersion else { throw .unsupportedVersion(v) }
         var state = FailoverState(policy: try r.policy())
         state.now = Stamp(millis: try r.varint("now"))
         let tunnelCount = try r.count("tunnels", minBytesEach: 8)
@@ -141,6 +146,7 @@ public enum StateCodec {
             t.verdict = verdict
             t.verdictSince = try r.optionalStamp("verdictSince")
             t.lastDownEvidence = try r.optionalStamp("lastDownEvidence")
+            if v >= 2 { t.upEvidenceSince = try r.optionalStamp("upEvidenceSince") }
             t.stale = try r.bool("stale")
             t.failbackApproved = try r.bool("failbackApproved")
             let observationCount = try r.count("observations", minBytesEach: 5)
