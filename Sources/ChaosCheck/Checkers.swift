@@ -230,6 +230,11 @@ public enum Checkers {
                 detail: worst.text + (disagreements.count > 1 ? " (\(disagreements.count) disagreements)" : ""))
         }
         let all = first.keys.sorted()
+        // Every run commits at least each leader's no-op: silence means the logs lack the
+        // line (debug level off?), and a vacuous pass would hide that.
+        if all.isEmpty {
+            return CheckResult(name: "committed-entries-survive", ok: false, detail: "no replica logged `entry applied` (is the log level debug?)")
+        }
         var missing: [String] = []
         for m in h.meta.finalMembers.sorted() {
             let mine = appliedBy[m] ?? []

@@ -107,6 +107,11 @@ import FoundationXML
         lost.applied(2, ms(4000), index: 4, term: 2)
         let m = try lost.check("committed-entries-survive")
         #expect(!m.ok && m.detail.contains("replica 3 never applied index 4"), "\(m.detail)")
+
+        var silent = Fixture()
+        for id in 1...3 { silent.replicas[id]?.removeAll { ($0["msg"] as? String) == "entry applied" } }
+        let q = try silent.check("committed-entries-survive")
+        #expect(!q.ok && q.detail.contains("no replica logged"), "\(q.detail)")
     }
 
     @Test func routeLinearizable() throws {

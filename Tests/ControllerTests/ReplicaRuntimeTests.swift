@@ -1,4 +1,5 @@
 @testable import Actuators
+import ChaosCheck
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -18,26 +19,46 @@ final class FakeAWS: Sendable {
         var what: String
     }
 
+    /// Every route read and write with the times around it (nanoseconds since the account
+    /// was made), so a test can hand the history to the chaos rig's linearizability checker.
+    enum RouteEvent: Sendable {
+        case read(table: String, routes: [String: String], call: Int64, ret: Int64)
+        /// `token` nil: a change made by hand.
+        case write(table: String, destination: String, eni: String, token: FencingToken?, call: Int64, ret: Int64)
+    }
+
     private struct State {
         var tables: [String: [String: String]] = [:]  // table -> destination -> ENI
         var instances: [String: InstanceIdentity] = [:]  // tunnel -> identity
         var records: [String: String] = [:]  // name -> address
         var writes: [Write] = []
+        var routeEvents: [RouteEvent] = []
         var failWrites = false
     }
 
     private let state = NIOLockedValueBox(State())
+    private let born = ContinuousClock.now
+
+    func now() -> Int64 {
+        let d = ContinuousClock.now - born
+        return d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000
+    }
 
     init(tables: [String]) {
         state.withLockedValue { s in for t in tables { s.tables[t] = [:] } }
     }
 
     var writes: [Write] { state.withLockedValue { $0.writes } }
+    var routeEvents: [RouteEvent] { state.withLockedValue { $0.routeEvents } }
     func route(_ table: String, _ destination: String) -> String? { state.withLockedValue { $0.tables[table]?[destination] } }
     func record(_ name: String) -> String? { state.withLockedValue { $0.records[name] } }
     func setInstance(_ tunnel: String, _ identity: InstanceIdentity) { state.withLockedValue { $0.instances[tunnel] = identity } }
     func setRouteByHand(_ table: String, _ destination: String, _ eni: String) {
-        state.withLockedValue { $0.tables[table]?[destination] = eni }
+        let call = now()
+        state.withLockedValue {
+            $0.tables[table]?[destination] = eni
+            $0.routeEvents.append(.write(table: table, destination: destination, eni: eni, token: nil, call: call, ret: now()))
+        }
     }
 
     func actuators() -> ReplicaActuators {
@@ -47,10 +68,12 @@ final class FakeAWS: Sendable {
     struct FakeRoutes: RouteActuator {
         let aws: FakeAWS
         func readRouteTables(_ ids: [String], deadline: NIODeadline) async throws -> [String: EC2RouteTable] {
-            aws.state.withLockedValue { s in
+            let call = aws.now()
+            return aws.state.withLockedValue { s in
                 var out: [String: EC2RouteTable] = [:]
                 for id in ids {
                     guard let routes = s.tables[id] else { continue }
+                    s.routeEvents.append(.read(table: id, routes: routes, call: call, ret: aws.now()))
                     out[id] = EC2RouteTable(
                         id: id, vpcId: nil,
                         routes: routes.map { EC2Route(destinationCidrBlock: $0.key, networkInterfaceId: $0.value) },
@@ -61,11 +84,14 @@ final class FakeAWS: Sendable {
         }
 
         func ensureRoutes(_ routes: [DesiredRoute], fencing: FencingToken, deadline: NIODeadline) async throws -> [DesiredRoute: RouteEnsureOutcome] {
-            aws.state.withLockedValue { s in
+            let call = aws.now()
+            return aws.state.withLockedValue { s in
                 var out: [DesiredRoute: RouteEnsureOutcome] = [:]
                 for r in routes {
                     guard case .networkInterface(let eni) = r.target else { continue }
                     s.writes.append(Write(token: fencing, what: "\(r.routeTableId) \(r.destination) \(eni)"))
+                    s.routeEvents.append(
+                        .write(table: r.routeTableId, destination: r.destination, eni: eni, token: fencing, call: call, ret: aws.now()))
                     s.tables[r.routeTableId]?[r.destination] = eni
                     out[r] = .replaced
                 }
@@ -263,5 +289,53 @@ func poll(_ what: String, timeout: Duration = .seconds(90), _ condition: () asyn
             throw error
         }
         await c.shutdown()
+    }
+
+    /// The route history the fake account saw, checked the way the chaos rig checks moto's:
+    /// each route a register (empty tables at the start), writes in fencing-token order.
+    @Test func theRouteHistoryOfAFailoverAndALeaderCrashIsLinearizableInTokenOrder() async throws {
+        let c = try await InProcessCluster()
+        do {
+            let dest = "172.16.0.0/16"
+            try await poll("each table at its own tunnel") { c.aws.route("rtb-a", dest) == "eni-a" && c.aws.route("rtb-b", dest) == "eni-b" }
+            c.checker.set("vpn-a", false)
+            try await poll("failover to vpn-b") { c.aws.route("rtb-a", dest) == "eni-b" }
+            let first = try #require(await c.leader())
+            await c.kill(first)
+            c.checker.set("vpn-a", true)
+            try await poll("failback to vpn-a under a new leader") { c.aws.route("rtb-a", dest) == "eni-a" }
+            c.aws.setRouteByHand("rtb-b", dest, "eni-x")
+            try await poll("drift repaired") { c.aws.route("rtb-b", dest) == "eni-b" }
+        } catch {
+            await c.shutdown()
+            throw error
+        }
+        await c.shutdown()
+
+        var histories: [String: [RegisterOp<String?>]] = [:]
+        let keys = [("rtb-a", "172.16.0.0/16"), ("rtb-b", "172.16.0.0/16")]
+        var writeTerms = Set<UInt64>()
+        for event in c.aws.routeEvents {
+            switch event {
+            case .read(let table, let routes, let call, let ret):
+                for (t, d) in keys where t == table {
+                    histories["\(t) \(d)", default: []].append(.read(routes[d], call: call, ret: ret, label: "read"))
+                }
+            case .write(let table, let destination, let eni, let token, let call, let ret):
+                if let token { writeTerms.insert(token.term) }
+                histories["\(table) \(destination)", default: []].append(
+                    .write(eni, call: call, ret: ret, token: token.map { WriteToken(term: $0.term, index: $0.index) }, label: token == nil ? "by hand" : ""))
+            }
+        }
+        #expect(writeTerms.count >= 2, "the scenario should have written from two terms: \(writeTerms)")
+        let checker = RegisterChecker<String?>(initial: .known(nil), tokenOrder: true)
+        for (key, outcome) in checker.check(byKey: histories) {
+            switch outcome {
+            case .linearizable: continue
+            case .violation(let v): Issue.record("\(key): \(v.explain(value: { $0 ?? "none" }, time: { "\($0 / 1_000_000)ms" }))")
+            case .inconclusive(let why): Issue.record("\(key): \(why)")
+            }
+        }
+        #expect(histories.count == 2 && histories.values.allSatisfy { $0.contains(where: \.isWrite) })
     }
 }
