@@ -230,6 +230,41 @@ table inet chaos {
             sh("nft", "flush", "chain", "inet", "chaos", "input", ns=node.ns, check=False)
             sh("nft", "flush", "chain", "inet", "chaos", "output", ns=node.ns, check=False)
 
+    def delay_peers(self, delay_ms, jitter_ms=0, seed=0):
+        """Every replica's inbound peer connections pass through chaos/delay.py, which holds
+        each chunk back `delay_ms` (+ up to `jitter_ms`), both ways."""
+        for i in self.members:
+            r = self.nodes["r%d" % i]
+            d = Node("delay%d" % i, r.addr)
+            d.ns = r.ns
+            self.nodes[d.name] = d
+            self.spawn(d, [sys.executable, os.path.join(ROOT, "chaos", "delay.py"), "--listen", PEER_PORT + 1,
+                           "--to", "%s:%d" % (r.addr, PEER_PORT), "--delay-ms", delay_ms, "--jitter-ms", jitter_ms,
+                           "--seed", seed + i], "delay-%d.log" % i)
+        for i in self.members:
+            r = self.nodes["r%d" % i]
+            wait_until("the delay relay of replica %d" % i, lambda r=r: self._port_open(r.addr, PEER_PORT + 1), 30)
+            sh("nft", "-f", "-", ns=r.ns, input="""
+table ip chaosnat {
+  chain prerouting { type nat hook prerouting priority -100; tcp dport %d redirect to :%d; }
+}
+""" % (PEER_PORT, PEER_PORT + 1))
+            # Redirection applies to new connections: reset the established ones so the
+            # replicas reconnect through the relay.
+            sh("nft", "add", "rule", "inet", "chaos", "input", "tcp", "dport", PEER_PORT, "ct", "state", "established",
+               "reject", "with", "tcp", "reset", ns=r.ns)
+        time.sleep(0.5)
+        for i in self.members:
+            self.heal_network(["r%d" % i])
+
+    def undelay_peers(self):
+        for name in [n for n in self.nodes if n.startswith("delay")]:
+            node = self.nodes.pop(name)
+            sh("nft", "delete", "table", "ip", "chaosnat", ns=node.ns, check=False)
+            if node.alive:
+                os.killpg(node.proc.pid, signal.SIGKILL)
+                node.proc.wait(timeout=10)
+
     def tunnel_down(self, t):
         """The far side of tunnel T stops answering its sentinel (packets dropped, no RST)."""
         self._rules("f" + t, "input", ["tcp dport %d drop" % RESPONDER_PORT])

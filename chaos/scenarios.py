@@ -165,16 +165,18 @@ def majorities_ring(rig, rng, duration):
         hold(rng.uniform(2, 4))
 
 
-@scenario("lossy", help="30% packet loss on every peer link, and AWS calls 150 ms late")
+@scenario("lossy", help="30% packet loss and 40-60 ms of delay on every peer link, AWS calls 150 ms late")
 def lossy(rig, rng, duration):
+    rig.delay_peers(40, 20, seed=rng.randrange(1 << 20))
     ids = list(rig.members)
     for k, a in enumerate(ids):
         for b in ids[k + 1:]:
             rig.block("r%d" % a, "r%d" % b, loss=30)
     rig.aws_faults(delay_ms=150, seed=rng.randrange(1 << 30))
-    rig.fault("start", "loss", "30% on every peer link, AWS +150 ms")
+    rig.fault("start", "loss", "30% loss and 40-60 ms delay on every peer link, AWS +150 ms")
     hold(duration)
     rig.heal_network(["r%d" % i for i in rig.members])
+    rig.undelay_peers()
     rig.aws_faults()
     rig.fault("stop", "loss", "healed")
 

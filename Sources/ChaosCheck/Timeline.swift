@@ -4,7 +4,7 @@ import Foundation
 /// string building: the output is read by a browser, not by code.
 public enum Timeline {
     static let width = 1200.0
-    static let left = 190.0
+    static let left = 290.0
     static let right = 20.0
     static let laneHeight = 20.0
     static let laneGap = 6.0
