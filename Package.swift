@@ -9,6 +9,9 @@ let package = Package(
     products: [
         .executable(name: "switchman", targets: ["switchman"]),
         .library(name: "Raft", targets: ["Raft"]),
+        // For the micro-benchmarks in Benchmarks/ (their own package): the planner, the
+        // controller's entry and state codecs.
+        .library(name: "Controller", targets: ["Controller"]),
         // Kept out of `switchman`: the Raft-vs-etcd benchmark (docs/BENCHMARKS.md).
         .executable(name: "switchman-bench", targets: ["SwitchmanBench"]),
         // Kept out of `switchman` too: the chaos rig's history checkers (chaos/CHECKERS.md).

@@ -42,5 +42,36 @@ extension ClusterTests {
             #expect((object["trials"] as? [Any])?.count == 2)
         }
     }
+
+    // bench/scale (issue 9, item 4) at a tiny scale: 2 VPCs, 4 route tables, 8 routes,
+    // 4 tunnels. It exits 0 only when every route of the failed tunnel moved and moved back;
+    // the report and the raw JSON are checked for shape, not for numbers.
+    @Test func scaleBenchRunsATinyWorld() async throws {
+        _ = try Tools.require("moto_server")
+        let results = try TestPaths.makeTempDir("bench-scale-results")
+        defer { try? FileManager.default.removeItem(at: results) }
+        var env = ProcessInfo.processInfo.environment
+        env["SWITCHMAN_BINARY"] = try SwitchmanBinary.require()
+        let script = TestPaths.packageRoot().appendingPathComponent("bench/scale").path
+        let args = [script, "--vpcs", "2", "--tables", "4", "--routes", "8", "--tunnels", "4", "--smoke",
+                    "--timeout", "180", "--results", results.path]
+        let r = try await runProcess(args, environment: env, timeout: 600)
+        #expect(r.status == 0, "bench/scale exited \(r.status)\nstdout: \(r.stdout)\nstderr: \(r.stderr.suffix(4000))")
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.hasPrefix("failover routes moved") && $0.contains("2/2") }, "no failover line in:\n\(r.stdout)")
+        #expect(lines.contains { $0.hasPrefix("failback routes moved") && $0.contains("2/2") }, "no failback line in:\n\(r.stdout)")
+        #expect(lines.contains { $0.hasPrefix("raft log") }, "no raft log line in:\n\(r.stdout)")
+        let day = try FileManager.default.contentsOfDirectory(atPath: results.path)
+        #expect(day.count == 1)
+        if let folder = day.first {
+            let files = try FileManager.default.contentsOfDirectory(atPath: results.appendingPathComponent(folder).path)
+            let json = try #require(files.first { $0.hasSuffix(".json") })
+            let data = try Data(contentsOf: results.appendingPathComponent(folder).appendingPathComponent(json))
+            let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+            let failover = try #require(object["failover"] as? [String: Any])
+            #expect(failover["routes"] as? Int == 2)
+            #expect(object["steady"] is [String: Any])
+        }
+    }
 }
 }
