@@ -100,6 +100,7 @@ public actor ControllerReplica: Service {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await self.probeLoop() }
                 group.addTask { await self.leaderLoop() }
+                group.addTask { await self.dnsLoop() }
                 group.addTask { await self.metricsLoop() }
                 await group.waitForAll()
             }
@@ -298,9 +299,27 @@ public actor ControllerReplica: Service {
                 lastDiscovery = .now
                 await discoverInstances()
                 seenInstanceChanges = machine.instanceChanges
-                await reconcileDNS(term: status.term)
             }
             await reconcileRoutes(term: status.term)
+        }
+    }
+
+    /// Route 53 in a loop of its own: its budget (5 calls a second) makes a pass over many
+    /// records take seconds, and that must never hold up moving routes (bench/scale: with 40
+    /// records in the reconcile loop, one tunnel's failover waited 9 s instead of 2.5 s).
+    private func dnsLoop() async {
+        guard actuators.dns != nil else { return }
+        var last: ContinuousClock.Instant? = nil
+        var seen: UInt64 = .max
+        while !Task.isCancelled {
+            try? await Task.sleep(for: timing.reconcileInterval)
+            let status = await node.status
+            guard status.role == .leader, status.term == ledTerm else { continue }
+            let changes = machine.instanceChanges
+            guard last.map({ ContinuousClock.now - $0 >= timing.discoveryInterval }) ?? true || changes != seen else { continue }
+            last = .now
+            seen = changes
+            await reconcileDNS(term: status.term)
         }
     }
 
