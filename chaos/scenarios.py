@@ -77,92 +77,90 @@ def current_leader(rig, among=None):
 
 # ------------------------------------------------------------------------------ partitions
 
+def ids(group):
+    return ",".join(map(str, group))
+
+
+def network_rounds(rig, rng, duration, cut, hold_for=(4, 8)):
+    """Rounds of: `cut(rig, rng)` cuts the replicas' network and returns what it did, the cut
+    holds for a while, everything between replicas heals, the cluster settles for a while."""
+    for _ in rounds(duration, 10):
+        kind, detail = cut(rig, rng)
+        rig.fault("start", kind, detail)
+        hold(rng.uniform(*hold_for))
+        rig.heal_network(["r%d" % i for i in rig.members])
+        rig.fault("stop", kind, "healed")
+        hold(rng.uniform(2, 4))
+
+
 @scenario("isolate-leader", help="cut the leader off from the other replicas (it still reaches AWS and its sentinels)")
 def isolate_leader(rig, rng, duration):
-    for _ in rounds(duration, 10):
+    def cut(rig, rng):
         leader = current_leader(rig)
         rest = [i for i in rig.members if i != leader]
         rig.partition([[leader], rest])
-        rig.fault("start", "partition", "{%d} | {%s}" % (leader, ",".join(map(str, rest))))
-        hold(rng.uniform(4, 8))
-        rig.heal_network(["r%d" % i for i in rig.members])
-        rig.fault("stop", "partition", "healed")
-        hold(rng.uniform(2, 4))
+        return "partition", "{%d} | {%s}" % (leader, ids(rest))
+    network_rounds(rig, rng, duration, cut)
 
 
 @scenario("halves", help="random majority/minority halves")
 def halves(rig, rng, duration):
-    for _ in rounds(duration, 10):
-        ids = list(rig.members)
-        rng.shuffle(ids)
-        k = len(ids) // 2
-        minority, majority = sorted(ids[:k]), sorted(ids[k:])
+    def cut(rig, rng):
+        members = list(rig.members)
+        rng.shuffle(members)
+        k = len(members) // 2
+        minority, majority = sorted(members[:k]), sorted(members[k:])
         rig.partition([minority, majority])
-        rig.fault("start", "partition", "{%s} | {%s}" % (",".join(map(str, minority)), ",".join(map(str, majority))))
-        hold(rng.uniform(4, 8))
-        rig.heal_network(["r%d" % i for i in rig.members])
-        rig.fault("stop", "partition", "healed")
-        hold(rng.uniform(2, 4))
+        return "partition", "{%s} | {%s}" % (ids(minority), ids(majority))
+    network_rounds(rig, rng, duration, cut)
+
+
+def deafen(leader_hears):
+    """One-way cuts around the leader: it hears nothing (`leader_hears` False), or the
+    followers hear nothing from it."""
+    def cut(rig, rng):
+        leader = current_leader(rig)
+        for i in rig.members:
+            if i != leader:
+                src, dst = ("r%d" % i, "r%d" % leader) if not leader_hears else ("r%d" % leader, "r%d" % i)
+                rig.block(src, dst, one_way=True)
+        return "one-way", ("nobody -> %d" if not leader_hears else "%d -> nobody") % leader
+    return cut
 
 
 @scenario("leader-deaf", help="asymmetric: the leader hears nothing, its messages still go out")
 def leader_deaf(rig, rng, duration):
-    for _ in rounds(duration, 10):
-        leader = current_leader(rig)
-        for i in rig.members:
-            if i != leader:
-                rig.block("r%d" % i, "r%d" % leader, one_way=True)
-        rig.fault("start", "one-way", "nobody -> %d" % leader)
-        hold(rng.uniform(4, 8))
-        rig.heal_network(["r%d" % i for i in rig.members])
-        rig.fault("stop", "one-way", "healed")
-        hold(rng.uniform(2, 4))
+    network_rounds(rig, rng, duration, deafen(leader_hears=False))
 
 
 @scenario("followers-deaf", help="asymmetric: the followers hear nothing from the leader, it hears them")
 def followers_deaf(rig, rng, duration):
-    for _ in rounds(duration, 10):
-        leader = current_leader(rig)
-        for i in rig.members:
-            if i != leader:
-                rig.block("r%d" % leader, "r%d" % i, one_way=True)
-        rig.fault("start", "one-way", "%d -> nobody" % leader)
-        hold(rng.uniform(4, 8))
-        rig.heal_network(["r%d" % i for i in rig.members])
-        rig.fault("stop", "one-way", "healed")
-        hold(rng.uniform(2, 4))
+    network_rounds(rig, rng, duration, deafen(leader_hears=True))
 
 
 @scenario("bridge", replicas=5, help="5 replicas: two halves joined by one node")
 def bridge(rig, rng, duration):
-    for _ in rounds(duration, 10):
-        ids = list(rig.members)
-        rng.shuffle(ids)
-        middle, left, right = ids[0], sorted(ids[1:3]), sorted(ids[3:])
+    def cut(rig, rng):
+        members = list(rig.members)
+        rng.shuffle(members)
+        middle, left, right = members[0], sorted(members[1:3]), sorted(members[3:])
         for a in left:
             for b in right:
                 rig.block("r%d" % a, "r%d" % b)
-        rig.fault("start", "partition", "{%s} - %d - {%s}" % (",".join(map(str, left)), middle, ",".join(map(str, right))))
-        hold(rng.uniform(5, 9))
-        rig.heal_network(["r%d" % i for i in rig.members])
-        rig.fault("stop", "partition", "healed")
-        hold(rng.uniform(2, 4))
+        return "partition", "{%s} - %d - {%s}" % (ids(left), middle, ids(right))
+    network_rounds(rig, rng, duration, cut, hold_for=(5, 9))
 
 
 @scenario("majorities-ring", replicas=5, help="5 replicas in a ring: each sees a majority, no two the same")
 def majorities_ring(rig, rng, duration):
-    for _ in rounds(duration, 10):
-        ids = list(rig.members)
-        rng.shuffle(ids)
-        n = len(ids)
+    def cut(rig, rng):
+        members = list(rig.members)
+        rng.shuffle(members)
+        n = len(members)
         for k in range(n):
-            a, b = ids[k], ids[(k + 2) % n]
-            rig.block("r%d" % a, "r%d" % b)
-        rig.fault("start", "partition", "ring %s" % "-".join(map(str, ids)))
-        hold(rng.uniform(5, 9))
-        rig.heal_network(["r%d" % i for i in rig.members])
-        rig.fault("stop", "partition", "healed")
-        hold(rng.uniform(2, 4))
+            rig.block("r%d" % members[k], "r%d" % members[(k + 2) % n])
+        return "partition", "ring %s" % "-".join(map(str, members))
+    network_rounds(rig, rng, duration, cut, hold_for=(5, 9))
 
 
 @scenario("lossy", help="30% packet loss and 40-60 ms of delay on every peer link, AWS calls 150 ms late")

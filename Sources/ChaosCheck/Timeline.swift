@@ -3,7 +3,7 @@ import Foundation
 /// timeline.svg: one picture of a run, to see at a glance what the checkers judged. Plain
 /// string building: the output is read by a browser, not by code.
 public enum Timeline {
-    static let width = 1200.0
+    static let width = 1300.0
     static let left = 290.0
     static let right = 20.0
     static let laneHeight = 20.0

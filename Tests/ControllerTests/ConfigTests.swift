@@ -1,4 +1,5 @@
 import Foundation
+import SwitchmanTestSupport
 import Testing
 @testable import Controller
 

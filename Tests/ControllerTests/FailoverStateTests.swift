@@ -1,3 +1,4 @@
+import SwitchmanTestSupport
 import Testing
 @testable import Controller
 
