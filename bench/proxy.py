@@ -5,10 +5,12 @@ Every request is forwarded to moto unchanged and recorded as one JSON line, writ
 the request arrives (before it is forwarded): its arrival time (time.monotonic_ns, the
 same clock as the bench's t0 on Linux, and wall clock), method, path, the EC2 Action (form
 body) or the Route 53 path, the route table and ENI of route writes, and the fencing
-token from the User-Agent (`node/<id> term/<t> index/<i>`). A second line with the same
-`seq` records moto's status and the round-trip time. Standard library only.
+token from the User-Agent (`node/<id> term/<t> index/<i>`), or, for other clients, the
+`exec-env/<tag>` that awscli/botocore append to it from AWS_EXECUTION_ENV (bench/keepalived
+tags each keepalived instance's writes this way). A second line with the same `seq` records
+moto's status and the round-trip time. Standard library only.
 
-Usage: proxy.py --port P --ports-file STATE/ports --log FILE
+Usage: proxy.py --port P --ports-file STATE/ports --log FILE [--host ADDR]
 The upstream (moto) port is read from the ports file (MOTO_PORT=) when first needed, so
 the proxy can start before cluster/up picks its ports.
 """
@@ -24,6 +26,7 @@ import urllib.parse
 
 HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"}
 TOKEN = re.compile(r"node/(\d+) term/(\d+) index/(\d+)")
+EXEC_ENV = re.compile(r"exec-env/(\S+)")
 
 
 class Recorder:
@@ -66,6 +69,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         m = TOKEN.search(ua)
         if m:
             rec["node"], rec["term"], rec["index"] = (int(x) for x in m.groups())
+        m = EXEC_ENV.search(ua)
+        if m:
+            rec["exec_env"] = m.group(1)
         params = {}
         if body and "x-www-form-urlencoded" in (self.headers.get("Content-Type") or ""):
             params = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace")))
@@ -109,11 +115,12 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--ports-file", required=True)
     ap.add_argument("--log", required=True)
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     a = ap.parse_args()
     http.server.ThreadingHTTPServer.daemon_threads = True
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", a.port), Handler)
+    server = http.server.ThreadingHTTPServer((a.host, a.port), Handler)
     server.recorder = Recorder(a.log, a.ports_file)
-    print("recording proxy on 127.0.0.1:%d" % a.port, flush=True)
+    print("recording proxy on %s:%d" % (a.host, a.port), flush=True)
     server.serve_forever()
 
 
