@@ -5,8 +5,10 @@ Every request is forwarded to moto unchanged and recorded as one JSON line, writ
 the request arrives (before it is forwarded): its arrival time (time.monotonic_ns, the
 same clock as the bench's t0 on Linux, and wall clock), method, path, the EC2 Action (form
 body) or the Route 53 path, the route table and ENI of route writes, and the fencing
-token from the User-Agent (`node/<id> term/<t> index/<i>`). A second line with the same
-`seq` records moto's status and the round-trip time. Standard library only.
+token from the User-Agent (`node/<id> term/<t> index/<i>`), or, for other clients, the
+`exec-env/<tag>` that awscli/botocore append to it from AWS_EXECUTION_ENV (bench/keepalived
+tags each keepalived instance's writes this way). A second line with the same `seq` records
+moto's status and the round-trip time. Standard library only.
 
 DescribeRouteTables answers are parsed and their routes recorded on the response line
 (chaos/HISTORY.md), so a checker can treat each answer as a read of every route.
@@ -22,6 +24,7 @@ P are probabilities in [0, 1]. The injected fault is recorded as "fault" on the 
 
 Usage: proxy.py --port P (--ports-file STATE/ports | --upstream HOST:PORT) --log FILE
                 [--listen HOST] [--control FILE]
+(--host is another name for --listen.)
 With --ports-file the upstream (moto) port is read from it (MOTO_PORT=) when first needed, so
 the proxy can start before cluster/up picks its ports.
 """
@@ -40,6 +43,7 @@ import xml.etree.ElementTree as ET
 
 HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"}
 TOKEN = re.compile(r"node/(\d+) term/(\d+) index/(\d+)")
+EXEC_ENV = re.compile(r"exec-env/(\S+)")
 
 
 class Faults:
@@ -156,6 +160,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         m = TOKEN.search(ua)
         if m:
             rec["node"], rec["term"], rec["index"] = (int(x) for x in m.groups())
+        m = EXEC_ENV.search(ua)
+        if m:
+            rec["exec_env"] = m.group(1)
         params = {}
         if body and "x-www-form-urlencoded" in (self.headers.get("Content-Type") or ""):
             params = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace")))
@@ -232,7 +239,7 @@ def main():
     up = ap.add_mutually_exclusive_group(required=True)
     up.add_argument("--ports-file", help="cluster/up's ports file: moto is 127.0.0.1:MOTO_PORT")
     up.add_argument("--upstream", help="moto's HOST:PORT")
-    ap.add_argument("--listen", default="127.0.0.1")
+    ap.add_argument("--listen", "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     ap.add_argument("--log", required=True)
     ap.add_argument("--control", help="JSON fault settings, re-read when the file changes")
     a = ap.parse_args()

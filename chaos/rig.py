@@ -483,8 +483,8 @@ table ip chaosnat {
     def start_far_sides_and_sentinels(self):
         for t in TUNNELS:
             f = self.nodes["f" + t]
-            self.spawn(f, [sys.executable, os.path.join(ROOT, "cluster", "responder.py"), RESPONDER_PORT, t],
-                       "responder-%s.log" % t, env={"RESPONDER_HOST": f.addr})
+            self.spawn(f, [sys.executable, os.path.join(ROOT, "cluster", "responder.py"), RESPONDER_PORT, t, self.dir, f.addr],
+                       "responder-%s.log" % t)
             s = self.nodes["s" + t]
             self.spawn(s, [self.binary, "sentinel", "--config", self.config_path, "--tunnel", t], "sentinel-%s.log" % t)
         for t in TUNNELS:

@@ -33,6 +33,10 @@ FAILBACK_HOLD_DOWN=${SWITCHMAN_LOCAL_FAILBACK_HOLD_DOWN:-10s}
 OBSERVATION_TTL=${SWITCHMAN_LOCAL_OBSERVATION_TTL:-5s}
 HEARTBEAT=${SWITCHMAN_LOCAL_HEARTBEAT:-100ms}
 ELECTION_TIMEOUT=${SWITCHMAN_LOCAL_ELECTION_TIMEOUT:-1s}
+# Extra addresses (space-separated) the far-side responders listen on besides 127.0.0.1, on
+# the same port: bench/keepalived sets it to its bridge address so that health checks from
+# its network namespaces reach the same responder processes.
+RESPONDER_EXTRA_ADDRS=${SWITCHMAN_LOCAL_RESPONDER_EXTRA_ADDRS:-}
 
 die() {
     printf 'error: %s\n' "$*" >&2
@@ -238,7 +242,9 @@ sentinel_port() {
 
 start_responder() {
     local t="$1"
-    spawn "responder-$t" python3 "$CLUSTER_DIR_SCRIPTS/responder.py" "$(responder_port "$t")" "$t" "$STATE_DIR"
+    local extra
+    read -r -a extra <<<"$RESPONDER_EXTRA_ADDRS"
+    spawn "responder-$t" python3 "$CLUSTER_DIR_SCRIPTS/responder.py" "$(responder_port "$t")" "$t" "$STATE_DIR" ${extra[@]+"${extra[@]}"}
 }
 
 start_sentinel() {

@@ -3,12 +3,14 @@
 
 A sentinel probes it (TCP connect) "through the tunnel"; `cluster/drill tunnel-down`
 stops it, `tunnel-up` starts it again on the same port. Standard library only.
-Usage: responder.py PORT NAME   (listens on $RESPONDER_HOST, default 127.0.0.1; the chaos
-rig runs it in a network namespace on that namespace's address)
+Usage: responder.py PORT NAME [STATE_DIR [ADDRESS ...]]
+It always listens on 127.0.0.1:PORT, and also on ADDRESS:PORT for each extra address (the
+same port; bench/keepalived uses this so that health checks from network namespaces reach
+the same process). STATE_DIR only marks the process as the cluster's.
 """
 import http.server
-import os
 import sys
+import threading
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -26,12 +28,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 def main():
     port, name = int(sys.argv[1]), sys.argv[2]
+    addresses = ["127.0.0.1"] + [a for a in sys.argv[4:] if a and a != "127.0.0.1"]
     http.server.ThreadingHTTPServer.allow_reuse_address = True
-    host = os.environ.get("RESPONDER_HOST", "127.0.0.1")
-    server = http.server.ThreadingHTTPServer((host, port), Handler)
-    server.tunnel = name
-    print("responder for tunnel %s listening on %s:%d" % (name, host, port), flush=True)
-    server.serve_forever()
+    servers = []
+    for address in addresses:
+        server = http.server.ThreadingHTTPServer((address, port), Handler)
+        server.tunnel = name
+        servers.append(server)
+    print("responder for tunnel %s listening on %s" % (name, ", ".join("%s:%d" % (a, port) for a in addresses)), flush=True)
+    for server in servers[1:]:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    servers[0].serve_forever()
 
 
 if __name__ == "__main__":

@@ -73,5 +73,49 @@ extension ClusterTests {
             #expect(object["steady"] is [String: Any])
         }
     }
+
+    @Test(.enabled(if: getuid() == 0, "network namespaces and nftables need root"))
+    func keepalivedBenchRunsTwoTrialsAndPrintsATable() async throws {
+        _ = try Tools.require("moto_server")
+        _ = try Tools.require("aws")
+        for tool in ["keepalived", "nft", "ip"] {
+            _ = try Tools.require(tool, hint: "install with `apt-get install keepalived nftables iproute2` (.ci/run does)")
+        }
+        let results = try TestPaths.makeTempDir("bench-keepalived-results")
+        defer { try? FileManager.default.removeItem(at: results) }
+        var env = ProcessInfo.processInfo.environment
+        env["SWITCHMAN_BINARY"] = try SwitchmanBinary.require()
+        env.removeValue(forKey: "SWITCHMAN_LOCAL_DIR")
+        let script = TestPaths.packageRoot().appendingPathComponent("bench/keepalived").path
+        let args = [script, "--trials", "2", "--results", results.path]
+        let r = try await runProcess(args, environment: env, timeout: 600)
+        #expect(r.status == 0, "bench/keepalived exited \(r.status)\nstdout: \(r.stdout)\nstderr: \(r.stderr.suffix(4000))")
+
+        // The table: a header, then "keepalived default failover 2 p50 p90 p99 max min", then
+        // Switchman's row from the committed bench/failover results, then the ratio.
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.hasPrefix("system") && $0.contains("p99_ms") }, "no table header in:\n\(r.stdout)")
+        let row = lines.first { $0.hasPrefix("keepalived ") }?.split(separator: " ").map(String.init) ?? []
+        #expect(row.count == 9, "no keepalived row in:\n\(r.stdout)")
+        if row.count == 9 {
+            #expect(row[1] == "default")
+            #expect(row[2] == "failover")
+            #expect(row[3] == "2")
+            for value in row[4...] { #expect(Double(value) != nil, "not a number: \(value)") }
+        }
+        #expect(lines.contains { $0.hasPrefix("ratio ") }, "no ratio row in:\n\(r.stdout)")
+        let day = try FileManager.default.contentsOfDirectory(atPath: results.path)
+        #expect(day.count == 1)
+        if let folder = day.first {
+            let files = try FileManager.default.contentsOfDirectory(atPath: results.appendingPathComponent(folder).path)
+            let json = try #require(files.first { $0.hasSuffix(".json") })
+            let data = try Data(contentsOf: results.appendingPathComponent(folder).appendingPathComponent(json))
+            let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+            let trials = (object["trials"] as? [[String: Any]]) ?? []
+            #expect(trials.count == 2)
+            // Every failover write was keepalived-a2's (the proxy attributed it by User-Agent).
+            for trial in trials { #expect(trial["writer"] as? String == "keepalived-a2", "\(trial)") }
+        }
+    }
 }
 }
