@@ -240,6 +240,52 @@ struct SentinelTests {
         }
     }
 
+    /// A replica polls each sentinel every probe interval: the polls share one kept-alive
+    /// mTLS connection (one handshake, not one per poll), and when the sentinel restarts the
+    /// next poll connects again.
+    @Test func pollsReuseOneConnectionAndSurviveARestart() async throws {
+        let pki = try SentinelPKI(tunnels: ["vpn1"])
+        let client = try pki.memberClient()
+        var port = 0
+        try await Self.withSentinel(pki) { server, tunnel in
+            port = Int(tunnel.sentinel.port)
+            for poll in 1...20 {
+                guard case .reachable = await client.probe(tunnel: tunnel, timeout: .seconds(30)) else {
+                    Issue.record("poll \(poll) got no report")
+                    return
+                }
+                _ = await server.runRound()
+            }
+            #expect(server.acceptedConnections == 1, "20 polls opened \(server.acceptedConnections) connections")
+        }
+        // The sentinel is gone: a poll fails (the instance counts as down), it does not hang.
+        let tunnel = tunnelConfig("vpn1", port: port, probes: [Self.a, Self.b])
+        guard case .unreachable = await client.probe(tunnel: tunnel, timeout: .seconds(1)) else {
+            Issue.record("a stopped sentinel still answered")
+            await client.shutdown()
+            return
+        }
+        // A new sentinel on the same port: the same client connects again, then keeps that one.
+        let restarted = Sentinel(
+            tunnel: tunnel, health: .defaults, prober: ScriptedProber(), credentials: try pki.credentials(for: "vpn1"),
+            listen: HostPort(host: "127.0.0.1", port: UInt16(port)), logger: quietLogger())
+        try await restarted.start()
+        let task = Task { try await restarted.run() }
+        defer { task.cancel() }
+        _ = await restarted.runRound()
+        for poll in 1...5 {
+            guard case .reachable(let report) = await client.probe(tunnel: tunnel, timeout: .seconds(30)) else {
+                Issue.record("poll \(poll) after the restart got no report")
+                break
+            }
+            #expect(report.round >= 1)
+        }
+        #expect(restarted.acceptedConnections == 1, "5 polls after the restart opened \(restarted.acceptedConnections) connections")
+        await client.shutdown()
+        task.cancel()
+        _ = await task.result
+    }
+
     @Test func credentialsAreCheckedAtLoad() throws {
         let pki = try SentinelPKI(tunnels: ["vpn1", "vpn2"])
         let other = try SentinelPKI(tunnels: ["vpn1"], cluster: "other")

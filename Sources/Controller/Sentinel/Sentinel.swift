@@ -130,6 +130,9 @@ public final class Sentinel: Service, Sendable {
     private let logger: Logger
     private let state: NIOLockedValueBox<SentinelRecorder>
     private let server = NIOLockedValueBox<(any Channel)?>(nil)
+    private let accepted = NIOLockedValueBox(0)
+    /// Open client connections, so stopping closes kept-alive ones too, not only the listener.
+    private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
 
     /// `listen` overrides the tunnel's `sentinel:` address (port 0 picks a free port).
     public init(
@@ -153,6 +156,10 @@ public final class Sentinel: Service, Sendable {
     /// The current verdict, history included.
     public var report: SentinelReport { state.withLockedValue { $0.report } }
 
+    /// Connections accepted since the listener was bound (TCP accepts, before TLS). A
+    /// replica keeps one connection per sentinel, so this stays near the number of pollers.
+    public var acceptedConnections: Int { accepted.withLockedValue { $0 } }
+
     /// Where the server listens, once bound.
     public var localAddress: SocketAddress? { server.withLockedValue { $0?.localAddress } }
 
@@ -164,13 +171,19 @@ public final class Sentinel: Service, Sendable {
         let context = try credentials.makeServerContext()
         let snapshot: @Sendable () -> SentinelReport = { [state] in state.withLockedValue { $0.report } }
         let logger = self.logger
+        let accepted = self.accepted
+        let connections = self.connections
         let channel: any Channel
         do {
             channel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 64)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
+                    accepted.withLockedValue { $0 += 1 }
+                    let id = ObjectIdentifier(channel)
+                    connections.withLockedValue { $0[id] = channel }
+                    channel.closeFuture.whenComplete { _ in _ = connections.withLockedValue { $0.removeValue(forKey: id) } }
+                    return channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
                         // A client that stops mid-handshake or mid-request would otherwise
                         // hold its connection forever.
@@ -220,6 +233,10 @@ public final class Sentinel: Service, Sendable {
             return channel
         }
         try? await channel?.close()
+        // Closing the listener leaves accepted connections open: a replica polling over a
+        // kept-alive connection would go on reading a report that no longer changes.
+        let open = connections.withLockedValue { Array($0.values) }
+        for connection in open { try? await connection.close() }
     }
 
     private func probeLoop() async throws {
