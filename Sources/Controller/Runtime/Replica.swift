@@ -16,8 +16,12 @@ public struct ReplicaTiming: Sendable {
     public var observationRefresh: Duration
     /// How often the leader stamps time, reads back the route tables and fixes drift.
     public var reconcileInterval: Duration
-    /// How often the leader looks up every tunnel's instance by tag (and checks DNS).
+    /// How often the leader looks up every tunnel's instance by tag.
     public var discoveryInterval: Duration
+    /// How often the leader reads its Route 53 records back when no instance changed (a
+    /// change is acted on at once). Route 53 allows 5 calls a second per account, shared with
+    /// every other tool there: reading 40 records every discovery pass took all of it.
+    public var dnsReadBackInterval: Duration
     /// The longest any single AWS call may take; also part of the lock-delay.
     public var apiTimeout: Duration
     /// A new leader's wait before its first write (DESIGN rule 3).
@@ -30,6 +34,7 @@ public struct ReplicaTiming: Sendable {
         observationRefresh = max(health.observationTTL / 3, health.probeInterval)
         reconcileInterval = health.probeInterval
         discoveryInterval = max(health.probeInterval * 5, .seconds(2))
+        dnsReadBackInterval = max(discoveryInterval, .seconds(30))
         let lease = config.timing.lease
         apiTimeout = lease
         // The longest lease an old leader may still believe in, measured with a clock that may
@@ -309,17 +314,22 @@ public actor ControllerReplica: Service {
     /// records in the reconcile loop, one tunnel's failover waited 9 s instead of 2.5 s).
     private func dnsLoop() async {
         guard actuators.dns != nil else { return }
-        var last: ContinuousClock.Instant? = nil
+        var next: ContinuousClock.Instant? = nil
         var seen: UInt64 = .max
         while !Task.isCancelled {
             try? await Task.sleep(for: timing.reconcileInterval)
             let status = await node.status
-            guard status.role == .leader, status.term == ledTerm else { continue }
+            guard status.role == .leader, status.term == ledTerm else {
+                next = nil
+                continue
+            }
             let changes = machine.instanceChanges
-            guard last.map({ ContinuousClock.now - $0 >= timing.discoveryInterval }) ?? true || changes != seen else { continue }
-            last = .now
+            guard next.map({ ContinuousClock.now >= $0 }) ?? true || changes != seen else { continue }
+            // A pass the lock-delay stopped does not count: a new leader checks as soon as it
+            // may. One that left a record unread or unwritten comes back sooner.
+            guard let inSync = await reconcileDNS(term: status.term) else { continue }
+            next = .now + (inSync ? timing.dnsReadBackInterval : timing.discoveryInterval)
             seen = changes
-            await reconcileDNS(term: status.term)
         }
     }
 
@@ -377,9 +387,12 @@ public actor ControllerReplica: Service {
         }
     }
 
-    private func reconcileDNS(term: UInt64) async {
-        guard let dns = actuators.dns, ContinuousClock.now - ledSince >= timing.lockDelay else { return }
+    /// Whether every record is now as desired; nil when it could not run yet (no DNS, or the
+    /// lock-delay is not over).
+    private func reconcileDNS(term: UInt64) async -> Bool? {
+        guard let dns = actuators.dns, ContinuousClock.now - ledSince >= timing.lockDelay else { return nil }
         let state = machine.state
+        var inSync = true
         for tunnel in config.tunnels {
             guard let record = tunnel.dns, let identity = state.tunnels[tunnel.name]?.identity else { continue }
             let desired = DesiredRecord(hostedZoneId: record.zoneId, name: record.name, ttl: record.ttl, values: [identity.privateIP])
@@ -388,14 +401,17 @@ public actor ControllerReplica: Service {
                 if let current, current.values == desired.values, current.ttl == desired.ttl { continue }
             } catch {
                 logger.warning("DNS read failed", metadata: ["record": "\(record.name)", "error": "\(error)"])
+                inSync = false
                 continue
             }
             let write = ActuationWrite.dns(zoneId: record.zoneId, name: record.name, address: identity.privateIP, ttl: UInt32(clamping: record.ttl))
-            await actuate(write, term: term) { token, deadline in
+            let result = await actuate(write, term: term) { token, deadline in
                 let outcome = try await dns.ensureRecord(desired, fencing: token, deadline: deadline)
                 return "\(outcome)"
             }
+            if result != .written { inSync = false }
         }
+        return inSync
     }
 
     private func reconcileRoutes(term: UInt64) async {

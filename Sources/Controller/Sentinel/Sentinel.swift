@@ -358,8 +358,23 @@ final class SentinelHTTPHandler: ChannelInboundHandler {
             send(context: context, status: .methodNotAllowed, json: #"{"error":"only GET"}"#, keepAlive: head.isKeepAlive)
             return
         }
+        // `?history=N` keeps the last N rounds of the history (replicas ask for none: at a
+        // poll every probe interval, 120 rounds were 17 kB of each answer nobody read).
+        var limit: Int? = nil
+        if let query = head.uri.split(separator: "?", maxSplits: 1).dropFirst().first {
+            for pair in query.split(separator: "&") where pair.hasPrefix("history=") {
+                guard let n = Int(pair.dropFirst("history=".count)), n >= 0 else {
+                    send(context: context, status: .badRequest, json: #"{"error":"history must be a whole number of rounds, 0 or more"}"#,
+                         keepAlive: head.isKeepAlive)
+                    return
+                }
+                limit = n
+            }
+        }
         do {
-            let body = try SentinelReport.makeEncoder().encode(snapshot())
+            var report = snapshot()
+            if let limit { report.history = Array(report.history.suffix(limit)) }
+            let body = try SentinelReport.makeEncoder().encode(report)
             send(context: context, status: .ok, json: String(decoding: body, as: UTF8.self), keepAlive: head.isKeepAlive)
         } catch {
             logger.error("cannot encode the report", metadata: ["error": "\(error)"])

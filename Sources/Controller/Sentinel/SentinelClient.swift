@@ -75,7 +75,8 @@ public final class SentinelClient: TunnelProber {
         }
         guard let client = client(for: tunnel) else { return .unreachable("the sentinel client is shut down") }
         let name = SentinelIdentity.dnsName(forTunnel: tunnel.name)
-        let request = HTTPClientRequest(url: "https://\(name):\(tunnel.sentinel.port)/v1/verdict")
+        // The verdict and runs only: the round history is for people (`curl`), not for polls.
+        let request = HTTPClientRequest(url: "https://\(name):\(tunnel.sentinel.port)/v1/verdict?history=0")
         let nanos = max(1, Int64(timeout.nanoseconds))
         do {
             let response = try await client.execute(request, timeout: .nanoseconds(nanos), logger: logger)
