@@ -315,6 +315,7 @@ public actor ControllerReplica: Service {
     private func dnsLoop() async {
         guard actuators.dns != nil else { return }
         var next: ContinuousClock.Instant? = nil
+        var nextTerm: UInt64 = 0
         var seen: UInt64 = .max
         while !Task.isCancelled {
             try? await Task.sleep(for: timing.reconcileInterval)
@@ -323,12 +324,15 @@ public actor ControllerReplica: Service {
                 next = nil
                 continue
             }
+            // Leading again in a newer term between two passes is a new leader too.
+            if status.term != nextTerm { next = nil }
             let changes = machine.instanceChanges
             guard next.map({ ContinuousClock.now >= $0 }) ?? true || changes != seen else { continue }
             // A pass the lock-delay stopped does not count: a new leader checks as soon as it
             // may. One that left a record unread or unwritten comes back sooner.
             guard let inSync = await reconcileDNS(term: status.term) else { continue }
             next = .now + (inSync ? timing.dnsReadBackInterval : timing.discoveryInterval)
+            nextTerm = status.term
             seen = changes
         }
     }
