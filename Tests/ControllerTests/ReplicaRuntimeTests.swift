@@ -34,6 +34,8 @@ final class FakeAWS: Sendable {
         var writes: [Write] = []
         var routeEvents: [RouteEvent] = []
         var failWrites = false
+        var dnsReads = 0
+        var failDNSReads = false
     }
 
     private let state = NIOLockedValueBox(State())
@@ -52,6 +54,9 @@ final class FakeAWS: Sendable {
     var routeEvents: [RouteEvent] { state.withLockedValue { $0.routeEvents } }
     func route(_ table: String, _ destination: String) -> String? { state.withLockedValue { $0.tables[table]?[destination] } }
     func record(_ name: String) -> String? { state.withLockedValue { $0.records[name] } }
+    /// Route 53 reads so far, failed ones included.
+    var dnsReads: Int { state.withLockedValue { $0.dnsReads } }
+    func failDNSReads(_ fail: Bool) { state.withLockedValue { $0.failDNSReads = fail } }
     func setInstance(_ tunnel: String, _ identity: InstanceIdentity) { state.withLockedValue { $0.instances[tunnel] = identity } }
     func setRouteByHand(_ table: String, _ destination: String, _ eni: String) {
         let call = now()
@@ -103,8 +108,10 @@ final class FakeAWS: Sendable {
     struct FakeDNS: DNSActuator {
         let aws: FakeAWS
         func readRecord(hostedZoneId: String, name: String, type: String, deadline: NIODeadline) async throws -> ResourceRecordSet? {
-            aws.state.withLockedValue { s in
-                s.records[name].map { ResourceRecordSet(name: name, type: "A", ttl: 30, values: [$0]) }
+            try aws.state.withLockedValue { s in
+                s.dnsReads += 1
+                if s.failDNSReads { throw TestFailure("scripted Route 53 failure") }
+                return s.records[name].map { ResourceRecordSet(name: name, type: "A", ttl: 30, values: [$0]) }
             }
         }
 
@@ -284,6 +291,45 @@ func poll(_ what: String, timeout: Duration = .seconds(90), _ condition: () asyn
                 if case .intent(let t, _) = e.kind { return t } else { return nil }
             })
             for w in writes { #expect(intents.contains(w.token), "write \(w) without a committed intent") }
+        } catch {
+            await c.shutdown()
+            throw error
+        }
+        await c.shutdown()
+    }
+
+    /// Route 53 is read back every `dnsReadBackInterval` (30 s here), not every discovery pass
+    /// (2 s): at once after an instance change, and after a discovery interval when a read failed.
+    @Test func dnsIsReadBackRarelyButAtOnceAfterAnInstanceChangeAndSoonerAfterAFailure() async throws {
+        let c = try await InProcessCluster()
+        do {
+            try await poll("a leader") { await c.leader() != nil }
+            let leaderID = try #require(await c.leader())
+            let timing = try #require(c.replica(leaderID)?.timing)
+            #expect(timing.dnsReadBackInterval == .seconds(30))
+            #expect(timing.discoveryInterval == .seconds(2))
+            try await poll("the DNS record") { c.aws.record("vpn-a.example.internal") == "10.0.0.10" }
+
+            // In sync: no read for longer than two discovery passes.
+            try await Task.sleep(for: .seconds(1))
+            let quiet = c.aws.dnsReads
+            try await Task.sleep(for: .seconds(5))
+            #expect(c.aws.dnsReads == quiet, "records read back while nothing changed")
+
+            // A replaced instance: the record follows at once.
+            let before = ContinuousClock.now
+            c.aws.setInstance("vpn-a", InstanceIdentity(instanceId: "i-a2", eniId: "eni-a2", privateIP: "10.0.0.20"))
+            try await poll("DNS follows the replacement", timeout: .seconds(10)) { c.aws.record("vpn-a.example.internal") == "10.0.0.20" }
+            #expect(ContinuousClock.now - before < .seconds(6))
+
+            // A failed read is retried after a discovery interval, not after 30 s.
+            c.aws.failDNSReads(true)
+            c.aws.setInstance("vpn-a", InstanceIdentity(instanceId: "i-a3", eniId: "eni-a3", privateIP: "10.0.0.30"))
+            try await poll("the failing read", timeout: .seconds(10)) { c.aws.dnsReads > quiet + 1 }
+            let failed = c.aws.dnsReads
+            try await poll("a retry", timeout: .seconds(8)) { c.aws.dnsReads > failed }
+            c.aws.failDNSReads(false)
+            try await poll("DNS written after the failures", timeout: .seconds(8)) { c.aws.record("vpn-a.example.internal") == "10.0.0.30" }
         } catch {
             await c.shutdown()
             throw error
