@@ -65,7 +65,6 @@ public actor ControllerReplica: Service {
     private let actuators: ReplicaActuators
     private let wallClock: @Sendable () -> UInt64
     private let logger: Logger
-    private let policy: HealthPolicy
 
     /// The term this replica last saw itself lead, and since when (monotonic).
     private var ledTerm: UInt64 = 0
@@ -91,11 +90,6 @@ public actor ControllerReplica: Service {
         self.logger = logger
         self.wallClock = wallClock
         self.timing = ReplicaTiming(config: config)
-        self.policy = HealthPolicy(health: config.health, memberCount: config.cluster.members.count)
-    }
-
-    public static func policy(for config: SwitchmanConfig) -> HealthPolicy {
-        HealthPolicy(health: config.health, memberCount: config.cluster.members.count)
     }
 
     // MARK: Service
@@ -294,7 +288,11 @@ public actor ControllerReplica: Service {
             }
             do {
                 try await proposeAsLeader(.tick)
-                if machine.state.policy != policy { try await proposeAsLeader(.setPolicy(policy)) }
+                // The quorum of observers follows the voters Raft has now, not the member
+                // list in this replica's file: after `member add|remove` a 2-voter cluster
+                // must not wait for 3 fresh observers (chaos/run --scenario membership).
+                let wanted = HealthPolicy(health: config.health, memberCount: max(1, status.membership.voters.count))
+                if machine.state.policy != wanted { try await proposeAsLeader(.setPolicy(wanted)) }
             } catch {
                 logger.debug("leader housekeeping failed", metadata: ["error": "\(error)"])
                 continue

@@ -64,7 +64,12 @@ public struct ReplicaAssembly: Sendable {
         raft.heartbeatTicks = 1
         raft.electionTicks = max(2, Int(config.timing.electionTimeout.milliseconds / max(1, heartbeat.milliseconds)))
         raft.maxClockDrift = config.timing.maxClockDrift
-        let machine = ControllerStateMachine(policy: ControllerReplica.policy(for: config), logger: logger)
+        // Every replica starts from the same policy, whatever its own file says: the state must
+        // be a function of the log alone (DESIGN rule 6), and the policy of the file arrives
+        // through the log (`setPolicy`, proposed by the leader). A replica whose file named a
+        // fourth member once computed other verdicts from the same entries (chaos/run
+        // --scenario membership).
+        let machine = ControllerStateMachine(policy: .default, logger: logger)
         let node = try RaftNode(configuration: raft, storage: store, transport: transport, stateMachine: machine, logger: logger)
 
         let actuators = actuators ?? makeActuators(id: id, config: config, environment: environment, logger: logger)
