@@ -21,7 +21,8 @@ public struct StaleWrite: Sendable {
 /// The six checkers over one run (chaos/CHECKERS.md states each rule exactly).
 public enum Checkers {
     public static let names = [
-        "one-leader-per-term", "no-stale-write", "committed-entries-survive", "route-linearizable", "convergence", "no-flapping",
+        "one-leader-per-term", "no-stale-write", "committed-entries-survive", "state-machines-agree", "route-linearizable",
+        "convergence", "no-flapping",
     ]
 
     /// Tolerance between clocks of two processes reading the same CLOCK_MONOTONIC: a leader's
@@ -31,7 +32,8 @@ public enum Checkers {
     public static func run(_ h: RunHistory) -> Verdict {
         let stale = noStaleWrite(h)
         let checkers = [
-            oneLeaderPerTerm(h), stale.result, committedEntriesSurvive(h), routeLinearizable(h), convergence(h), noFlapping(h),
+            oneLeaderPerTerm(h), stale.result, committedEntriesSurvive(h), stateMachinesAgree(h), routeLinearizable(h),
+            convergence(h), noFlapping(h),
         ]
         let blocked = h.replicas.values.reduce(0) { $0 + $1.filter { $0.msg == "stale write blocked" }.count }
         let arrived = stale.stale.count
@@ -257,6 +259,55 @@ public enum Checkers {
         return CheckResult(
             name: "committed-entries-survive", ok: true,
             detail: "\(all.count) indices (up to \(all.last ?? 0)) agree and reached all \(h.meta.finalMembers.count) final members")
+    }
+
+    // MARK: state-machines-agree
+
+    /// The same entries must have the same effects everywhere (DESIGN rule 6): every tunnel
+    /// verdict change a replica logged at an index, every other replica that applied that
+    /// index (by replaying it, not through a snapshot) logged too. A replica that reads its
+    /// own clock or file inside the state machine computes other verdicts from the same log.
+    public static func stateMachinesAgree(_ h: RunHistory) -> CheckResult {
+        struct Change: Hashable { var tunnel: String; var from: String; var to: String }
+        var changes: [Int: [Int64: Set<Change>]] = [:]
+        var applied: [Int: Set<Int64>] = [:]
+        var snapshot: [Int: Int64] = [:]
+        for (id, lines) in h.replicas {
+            for l in lines {
+                switch l.msg {
+                case "entry applied":
+                    if let index = l.int("index") { applied[id, default: []].insert(index) }
+                case "snapshot restored":
+                    if let index = l.int("index") { snapshot[id] = max(snapshot[id] ?? 0, index) }
+                case "tunnel verdict changed":
+                    guard let index = l.int("index"), let tunnel = l.meta["tunnel"], let from = l.meta["from"], let to = l.meta["to"] else { continue }
+                    changes[id, default: [:]][index, default: []].insert(Change(tunnel: tunnel, from: from, to: to))
+                default:
+                    continue
+                }
+            }
+        }
+        var compared = 0
+        var problems: [(index: Int64, text: String)] = []
+        for (a, byIndex) in changes {
+            for (index, mine) in byIndex {
+                for b in h.replicas.keys where b != a {
+                    guard applied[b]?.contains(index) == true, index > (snapshot[b] ?? 0) else { continue }
+                    compared += 1
+                    let theirs = changes[b]?[index] ?? []
+                    for c in mine.subtracting(theirs) {
+                        problems.append((index, "index \(index): replica \(a) turned \(c.tunnel) \(c.from) → \(c.to), replica \(b) applied the same entry and did not"))
+                    }
+                }
+            }
+        }
+        if let first = problems.min(by: { $0.index < $1.index }) {
+            return CheckResult(name: "state-machines-agree", ok: false,
+                               detail: first.text + (problems.count > 1 ? " (\(problems.count) differences)" : ""))
+        }
+        let total = changes.values.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.count } }
+        return CheckResult(name: "state-machines-agree", ok: true,
+                           detail: "\(total) verdict changes logged, \(compared) cross-checks against replicas that applied the same index, all equal")
     }
 
     // MARK: route-linearizable

@@ -1,3 +1,4 @@
+import ChaosCheck
 import Foundation
 import SwitchmanTestSupport
 import Testing
@@ -29,7 +30,7 @@ private func run(_ args: [String], in dir: URL) async throws -> (status: Int32?,
         let (status, output) = try await run(["check", dir.path], in: dir)
         #expect(status == 0, "\(output)")
         let lines = output.split(separator: "\n")
-        #expect(lines.count == 6, "\(output)")
+        #expect(lines.count == Checkers.names.count, "\(output)")
         #expect(lines.first?.hasPrefix("one-leader-per-term        ok  ") == true, "\(output)")
         #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("verdict.json").path))
         #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("timeline.svg").path))
