@@ -17,8 +17,6 @@ Standard library only (boto3 for seeding moto comes with moto[server]).
 """
 import json
 import os
-import random
-import shutil
 import signal
 import socket
 import ssl

@@ -5,13 +5,12 @@ A scenario function gets the rig, the RNG and the duration in seconds; it inject
 with whatever it broke still broken: run.py heals everything afterwards and then measures
 convergence. It may return a dict of extra meta (e.g. flapping windows).
 """
-import json
 import os
 import signal
 import threading
 import time
 
-from rig import TIMING, TUNNELS, RigError, mono, wait_until
+from rig import TIMING, TUNNELS, mono, wait_until
 
 SCENARIOS = {}
 
