@@ -99,7 +99,7 @@ struct RunningCluster {
     func writes() -> [RecordedWrite] { WriteLog.writes(in: recording) }
 }
 
-/// "role changed" lines of a replica's log: `... role=leader term=3 ... role changed`.
+/// "role changed" lines of a replica's log (the Raft node logs them): `... role=leader term=3 [RaftRuntime] role changed`.
 enum RoleLog {
     struct Change: Equatable {
         var role: String
@@ -114,7 +114,7 @@ enum RoleLog {
     }
 
     static func changes(in log: String) -> [Change] {
-        log.split(separator: "\n").filter { $0.contains("[Controller] role changed") }.compactMap { line in
+        log.split(separator: "\n").filter { $0.contains("] role changed") }.compactMap { line in
             var role: String? = nil
             var term: UInt64? = nil
             for token in line.split(separator: " ") {
