@@ -213,6 +213,21 @@ final class InProcessCluster: Sendable {
         return best
     }
 
+    /// Runs `body` on a fresh cluster and shuts it down afterwards, also when `body` throws.
+    @discardableResult
+    static func with<T>(_ body: (InProcessCluster) async throws -> T) async throws -> T {
+        let c = try await InProcessCluster()
+        let result: T
+        do {
+            result = try await body(c)
+        } catch {
+            await c.shutdown()
+            throw error
+        }
+        await c.shutdown()
+        return result
+    }
+
     func replica(_ id: UInt64) -> ControllerReplica? { running.withLockedValue { $0[id]?.assembly.replica } }
 
     func leader() async -> UInt64? {
@@ -266,8 +281,7 @@ func poll(_ what: String, timeout: Duration = .seconds(90), _ condition: () asyn
 
 @Suite(.serialized) struct ReplicaRuntimeTests {
     @Test func routesFollowHealthThroughALeaderChangeAndEveryWriteIsFenced() async throws {
-        let c = try await InProcessCluster()
-        do {
+        try await InProcessCluster.with { c in
             let dest = "172.16.0.0/16"
             try await poll("each table at its own tunnel") { c.aws.route("rtb-a", dest) == "eni-a" && c.aws.route("rtb-b", dest) == "eni-b" }
             try await poll("the DNS record") { c.aws.record("vpn-a.example.internal") == "10.0.0.10" }
@@ -298,18 +312,13 @@ func poll(_ what: String, timeout: Duration = .seconds(90), _ condition: () asyn
                 if case .intent(let t, _) = e.kind { return t } else { return nil }
             })
             for w in writes { #expect(intents.contains(w.token), "write \(w) without a committed intent") }
-        } catch {
-            await c.shutdown()
-            throw error
         }
-        await c.shutdown()
     }
 
     /// Route 53 is read back every `dnsReadBackInterval` (30 s here), not every discovery pass
     /// (2 s): at once after an instance change, and after a discovery interval when a read failed.
     @Test func dnsIsReadBackRarelyButAtOnceAfterAnInstanceChangeAndSoonerAfterAFailure() async throws {
-        let c = try await InProcessCluster()
-        do {
+        try await InProcessCluster.with { c in
             try await poll("a leader") { await c.leader() != nil }
             let leaderID = try #require(await c.leader())
             let timing = try #require(c.replica(leaderID)?.timing)
@@ -348,18 +357,13 @@ func poll(_ what: String, timeout: Duration = .seconds(90), _ condition: () asyn
             try await poll("a retry", timeout: .seconds(20)) { c.aws.dnsReads > failed }
             c.aws.failDNSReads(false)
             try await poll("DNS written after the failures", timeout: .seconds(20)) { c.aws.record("vpn-a.example.internal") == "10.0.0.30" }
-        } catch {
-            await c.shutdown()
-            throw error
         }
-        await c.shutdown()
     }
 
     /// The route history the fake account saw, checked the way the chaos rig checks moto's:
     /// each route a register (empty tables at the start), writes in fencing-token order.
     @Test func theRouteHistoryOfAFailoverAndALeaderCrashIsLinearizableInTokenOrder() async throws {
-        let c = try await InProcessCluster()
-        do {
+        let events = try await InProcessCluster.with { c in
             let dest = "172.16.0.0/16"
             try await poll("each table at its own tunnel") { c.aws.route("rtb-a", dest) == "eni-a" && c.aws.route("rtb-b", dest) == "eni-b" }
             c.checker.set("vpn-a", false)
@@ -370,16 +374,13 @@ func poll(_ what: String, timeout: Duration = .seconds(90), _ condition: () asyn
             try await poll("failback to vpn-a under a new leader") { c.aws.route("rtb-a", dest) == "eni-a" }
             c.aws.setRouteByHand("rtb-b", dest, "eni-x")
             try await poll("drift repaired") { c.aws.route("rtb-b", dest) == "eni-b" }
-        } catch {
-            await c.shutdown()
-            throw error
+            return c.aws.routeEvents
         }
-        await c.shutdown()
 
         var histories: [String: [RegisterOp<String?>]] = [:]
         let keys = [("rtb-a", "172.16.0.0/16"), ("rtb-b", "172.16.0.0/16")]
         var writeTerms = Set<UInt64>()
-        for event in c.aws.routeEvents {
+        for event in events {
             switch event {
             case .read(let table, let routes, let call, let ret):
                 for (t, d) in keys where t == table {
