@@ -125,6 +125,31 @@ live_pid() {
     printf '%s\n' "$pid"
 }
 
+# Whether NAME, started by this very shell with spawn, has not exited yet. Unlike live_pid it
+# does not read the command line: that passes through other programs while the process
+# execs its way to its real one (pyenv's shims are bash, then pyenv, then python), and one
+# unlucky read made cluster/up say "moto_server exited" of a moto that was starting fine.
+# The pid cannot belong to anyone else: it is our unreaped child.
+spawned_alive() {
+    local pid state
+    pid="$(cat "$(pid_file "$1")" 2>/dev/null)" || return 1
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    # Gone (bash reaps its background children as they exit) or a zombie: exited. A status
+    # file that cannot be read for a moment is not evidence of anything.
+    kill -0 "$pid" 2>/dev/null || return 1
+    state="$(awk '/^State:/ {print $2}' "/proc/$pid/status" 2>/dev/null)" || return 0
+    [[ "$state" != Z ]]
+}
+
+# Says how a process that spawn started has ended, with the tail of its log.
+report_spawned_exit() {
+    local name="$1" lines="${2:-20}" pid status=0
+    pid="$(cat "$(pid_file "$name")" 2>/dev/null)" || pid=""
+    if [[ "$pid" =~ ^[0-9]+$ ]]; then wait "$pid" 2>/dev/null || status=$?; fi
+    show_log_tail "$name" "$lines"
+    die "$name exited${pid:+ (pid $pid, exit status $status)}"
+}
+
 all_process_names() {
     local t id
     printf 'moto\n'
