@@ -165,6 +165,7 @@ let package = Package(
             name: "RaftRuntimeTests",
             dependencies: [
                 "RaftRuntime",
+                "SwitchmanTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -1,4 +1,5 @@
 import Foundation
+import SwitchmanTestSupport
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -155,7 +156,7 @@ struct CredentialsTests {
     }
 
     @Test func missingIMDSFailsFast() async throws {
-        let port = try await unusedPort()
+        let port = try LoopbackPorts.unused()
         let dir = try TestPaths.makeTempDir("creds")
         let env = ["HOME": dir.path, "AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:\(port)"]
         let chain = CredentialsChain.standard(environment: env)

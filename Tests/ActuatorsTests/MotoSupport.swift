@@ -52,7 +52,7 @@ final class MotoServer: @unchecked Sendable {
         var lastLog = ""
         // A free port can be taken by someone else before moto binds it: then try another.
         for _ in 0..<5 {
-            let port = try await unusedPort()
+            let port = try LoopbackPorts.unused()
             let dir = try TestPaths.makeTempDir("moto")
             let log = dir.appendingPathComponent("moto.log")
             var env = ProcessInfo.processInfo.environment

@@ -134,21 +134,6 @@ func withTestServer<T>(
     }
 }
 
-/// Ports already handed out by `unusedPort()`, so two parallel tests never get the same one.
-private let handedOutPorts = Locked<Set<Int>>([])
-
-/// A port nothing listens on: bind port 0, note it, close. Another process may still grab it
-/// before our child binds it; callers that start servers retry on "address in use".
-func unusedPort() async throws -> Int {
-    while true {
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: "127.0.0.1", port: 0).get()
-        let port = channel.localAddress?.port ?? 0
-        try await channel.close()
-        if handedOutPorts.withLock({ $0.insert(port).inserted }) { return port }
-    }
-}
-
 /// Polls `condition` until it holds or `timeout` passes; never assumes how fast anything is.
 func eventually(timeout: TimeInterval = 60, _ condition: () async -> Bool) async -> Bool {
     let end = Date().addingTimeInterval(timeout)

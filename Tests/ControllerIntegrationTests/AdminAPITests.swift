@@ -186,7 +186,7 @@ extension ClusterTests {
 
             // Membership: a learner joins (nothing runs there yet; learners do not count for
             // quorum) and is removed again, through whichever endpoint, JSON output.
-            let spare = try await unusedPort()
+            let spare = try LoopbackPorts.unused()
             let added = try await c.cli(["member", "add", "--id", "4", "--peer", "127.0.0.1:\(spare)", "--learner", "--output", "json"])
             #expect(added.status == 0, "\(added.stdout)\(added.stderr)")
             #expect((try? c.decode(AdminResult.self, added.stdout))?.ok == true, "\(added.stdout)")

@@ -8,7 +8,7 @@ import Foundation
 ///         let world = try await c.motoWorld()
 ///         let pki = try await c.pki(members: [1, 2, 3], sentinels: world.vpnInstances.map(\.tag))
 ///         var sentinels: [String: String] = [:]
-///         for vpn in world.vpnInstances { sentinels[vpn.tag] = "127.0.0.1:\(try await unusedPort())" }
+///         for vpn in world.vpnInstances { sentinels[vpn.tag] = "127.0.0.1:\(try LoopbackPorts.unused())" }
 ///         let config = try await ConfigWriter.loopback(world: world, pki: pki,
 ///             dataRoot: c.directory.appendingPathComponent("data"), sentinels: sentinels)
 ///         let path = try c.write(config)

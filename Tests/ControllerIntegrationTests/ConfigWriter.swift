@@ -123,7 +123,7 @@ struct ConfigWriter: Sendable {
         var members: [Member] = []
         for id in 1...UInt64(n) {
             let zone = zones[Int(id - 1) % zones.count]
-            members.append(Member(id: id, peer: "127.0.0.1:\(try await unusedPort())", admin: "127.0.0.1:\(try await unusedPort())", zone: zone))
+            members.append(Member(id: id, peer: "127.0.0.1:\(try LoopbackPorts.unused())", admin: "127.0.0.1:\(try LoopbackPorts.unused())", zone: zone))
         }
         return ConfigWriter(
             members: members,

@@ -79,7 +79,7 @@ extension ClusterTests {
             try await c.expectRoutes([a.table: try c.eni(a.own), b.table: try c.eni(b.own)], "initial placement")
             _ = try await c.waitForLeader()
 
-            let port = try await unusedPort()
+            let port = try LoopbackPorts.unused()
             let dashboard = try scope.spawn("dashboard", ["dashboard", "--listen", "127.0.0.1:\(port)"], environment: try c.operatorEnvironment())
             let url = "http://127.0.0.1:\(port)/"
             let up = await dashboard.waitForLog(containing: "switchman dashboard: \(url)", timeout: 60)

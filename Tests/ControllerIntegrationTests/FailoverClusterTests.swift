@@ -22,7 +22,7 @@ struct RunningCluster {
         let tunnels = world.vpnInstances.map(\.tag)
         let pki = try await scope.pki(members: [1, 2, 3], sentinels: tunnels)
         var sentinels: [String: String] = [:]
-        for t in tunnels { sentinels[t] = "127.0.0.1:\(try await unusedPort())" }
+        for t in tunnels { sentinels[t] = "127.0.0.1:\(try LoopbackPorts.unused())" }
         var config = try await ConfigWriter.loopback(
             world: world, pki: pki, dataRoot: scope.directory.appendingPathComponent("data"), sentinels: sentinels, dns: dns)
         var targets: [String: TCPFlapper] = [:]

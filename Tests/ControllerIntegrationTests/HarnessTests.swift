@@ -90,7 +90,7 @@ struct MotoHarnessTests {
             let world = try await scope.motoWorld()
             let pki = try await scope.pki(members: [1, 2, 3], sentinels: world.vpnInstances.map(\.tag))
             var sentinels: [String: String] = [:]
-            for vpn in world.vpnInstances { sentinels[vpn.tag] = "127.0.0.1:\(try await unusedPort())" }
+            for vpn in world.vpnInstances { sentinels[vpn.tag] = "127.0.0.1:\(try LoopbackPorts.unused())" }
             var config = try await ConfigWriter.loopback(world: world, pki: pki, dataRoot: scope.directory.appendingPathComponent("data"),
                                                          sentinels: sentinels, dns: true)
             // Quoting: a value with YAML syntax in it stays one string.

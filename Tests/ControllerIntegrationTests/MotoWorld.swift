@@ -26,7 +26,7 @@ final class MotoServer: Sendable {
         }
         // A free port can be taken by someone else before moto binds it: then try another.
         for _ in 0..<5 {
-            let port = try await unusedPort()
+            let port = try LoopbackPorts.unused()
             let process = try ChildProcess([motoPath, "-H", "127.0.0.1", "-p", String(port)], environment: env,
                                            combinedOutput: log.path)
             let moto = MotoServer(port: port, process: process, logFile: log)

@@ -76,21 +76,6 @@ enum Tools {
 
 // MARK: - ports, polling, locking
 
-/// Ports already handed out by `unusedPort()`, so two parallel tests never get the same one.
-private let handedOutPorts = Locked<Set<Int>>([])
-
-/// A port nothing listens on: bind port 0, note it, close. Another process may still grab it
-/// before our child binds it; callers that start servers retry on "address in use".
-func unusedPort() async throws -> Int {
-    while true {
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: "127.0.0.1", port: 0).get()
-        let port = channel.localAddress?.port ?? 0
-        try await channel.close()
-        if port > 0, handedOutPorts.withLock({ $0.insert(port).inserted }) { return port }
-    }
-}
-
 /// Whether something accepts TCP connections on 127.0.0.1:`port` right now.
 func isListening(port: Int) async -> Bool {
     do {

@@ -27,7 +27,7 @@ final class TCPFlapper: Sendable {
 
     /// A flapper on a free port, listening when `open`.
     static func start(open: Bool = true) async throws -> TCPFlapper {
-        let flapper = TCPFlapper(port: try await unusedPort())
+        let flapper = TCPFlapper(port: try LoopbackPorts.unused())
         if open { try await flapper.open() }
         return flapper
     }

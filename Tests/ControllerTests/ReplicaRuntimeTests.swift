@@ -10,6 +10,7 @@ import ServiceLifecycle
 import Testing
 
 @testable import Controller
+import SwitchmanTestSupport
 
 /// One AWS account in memory, shared by every replica of a test, that records every write
 /// with its fencing token: the leader changes, the account does not.
@@ -156,7 +157,7 @@ final class InProcessCluster: Sendable {
         let certs = CertificateDirectory(path: root.appendingPathComponent("certs").path)
         _ = try certs.bootstrap(clusterName: "rt", members: [1, 2, 3], hosts: ["127.0.0.1"], force: true)
         var ports: [Int] = []
-        for _ in 0..<3 { ports.append(try freePort()) }
+        for _ in 0..<3 { ports.append(try LoopbackPorts.unused()) }
         let yaml = """
             cluster:
               name: rt
@@ -252,22 +253,6 @@ final class InProcessCluster: Sendable {
 struct TestFailure: Error, CustomStringConvertible {
     var description: String
     init(_ d: String) { description = d }
-}
-
-func freePort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw TestFailure("socket() failed") }
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    addr.sin_port = 0
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-    guard bound == 0 else { throw TestFailure("bind() failed") }
-    let named = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-    guard named == 0 else { throw TestFailure("getsockname() failed") }
-    return Int(UInt16(bigEndian: addr.sin_port))
 }
 
 func poll(_ what: String, timeout: Duration = .seconds(90), _ condition: () async -> Bool) async throws {

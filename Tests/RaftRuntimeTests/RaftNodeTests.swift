@@ -6,6 +6,7 @@ import ServiceLifecycle
 import Testing
 
 @testable import RaftRuntime
+import SwitchmanTestSupport
 
 /// Applies normal entries to a list; snapshots are the encoded list.
 final class ListStateMachine: RaftStateMachine {
@@ -71,7 +72,7 @@ final class LoopbackCluster: @unchecked Sendable {
         bootstrap = Membership(voters: Set((1...UInt64(size)).map { NodeID($0) }))
         for id in bootstrap.voters.sorted() {
             // Killed nodes come back on the same port.
-            let t = try makeTransport(id, port: try restartablePort())
+            let t = try makeTransport(id, port: try LoopbackPorts.unused())
             try await t.start()
             ports[id] = t.listeningPort
             transports[id] = t

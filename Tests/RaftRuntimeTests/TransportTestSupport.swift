@@ -219,28 +219,6 @@ func patternedBytes(count: Int, seed: UInt64 = 0x9E37_79B9_7F4A_7C15) -> [UInt8]
     }
 }
 
-/// A free port below the kernel's ephemeral range, for a listener that must come back on the
-/// same port after a restart: a port from the ephemeral range could meanwhile be handed to
-/// another test's `port: 0` socket.
-func restartablePort() throws -> Int {
-    var rng = SystemRandomNumberGenerator()
-    for _ in 0..<200 {
-        let port = Int.random(in: 20_000..<32_000, using: &rng)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { continue }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let ok = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        if ok == 0 { return port }
-    }
-    throw TimedOut(what: "a free port below the ephemeral range")
-}
-
 /// What the kernel has on a local TCP port (from /proc/net/tcp), for failure messages.
 func listenersOn(port: Int) -> String {
     guard let table = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8) else { return "no /proc/net/tcp" }

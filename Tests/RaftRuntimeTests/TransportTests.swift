@@ -3,6 +3,7 @@ import NIOCore
 import Testing
 
 @testable import RaftRuntime
+import SwitchmanTestSupport
 
 @Suite("Peer transport over mutual TLS")
 struct TransportTests {
@@ -169,7 +170,7 @@ struct TransportTests {
     @Test func reconnectsAfterRemoteRestarts() async throws {
         let pki = try TestPKI()
         let a = try makeTransport(id: 1, pki: pki)
-        var b = try makeTransport(id: 2, pki: pki, port: try restartablePort())
+        var b = try makeTransport(id: 2, pki: pki, port: try LoopbackPorts.unused())
         var inboxB = Inbox(b)
         try await a.start()
         try await b.start()
