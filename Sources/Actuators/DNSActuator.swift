@@ -29,25 +29,46 @@ public enum DNSEnsureOutcome: Sendable, Equatable {
 
 public protocol DNSActuator: Sendable {
     func readRecord(hostedZoneId: String, name: String, type: String, deadline: NIODeadline) async throws -> ResourceRecordSet?
+    /// The records of one zone named in `names` (of `type`), keyed by canonical name (lower
+    /// case, with the final dot); a name missing from the result has no such record.
+    func readRecords(hostedZoneId: String, names: [String], type: String, deadline: NIODeadline) async throws -> [String: ResourceRecordSet]
     func ensureRecord(_ record: DesiredRecord, fencing: FencingToken, deadline: NIODeadline) async throws -> DNSEnsureOutcome
+}
+
+extension DNSActuator {
+    /// One read per name.
+    public func readRecords(hostedZoneId: String, names: [String], type: String, deadline: NIODeadline) async throws -> [String: ResourceRecordSet] {
+        var found: [String: ResourceRecordSet] = [:]
+        var seen = Set<String>()
+        for name in names where seen.insert(canonicalRecordName(name)).inserted {
+            if let record = try await readRecord(hostedZoneId: hostedZoneId, name: name, type: type, deadline: deadline) {
+                found[canonicalRecordName(name)] = record
+            }
+        }
+        return found
+    }
+}
+
+/// Route 53 names are absolute and case-insensitive.
+public func canonicalRecordName(_ name: String) -> String {
+    let lower = name.lowercased()
+    return lower.hasSuffix(".") ? lower : lower + "."
 }
 
 public final class AWSDNSActuator: DNSActuator {
     let route53: Route53Client
     let logger: Logger
     public let pollInterval: TimeAmount
+    /// Records per ListResourceRecordSets page when reading a zone (Route 53 returns at most
+    /// 300).
+    public let zonePageSize: Int
 
-    public init(route53: Route53Client, pollInterval: TimeAmount = .seconds(2),
+    public init(route53: Route53Client, pollInterval: TimeAmount = .seconds(2), zonePageSize: Int = 300,
                 logger: Logger = Logger(label: "switchman.actuators.dns")) {
         self.route53 = route53
         self.pollInterval = pollInterval
+        self.zonePageSize = max(1, min(zonePageSize, 300))
         self.logger = logger
-    }
-
-    /// Route 53 names are absolute and case-insensitive.
-    static func canonicalName(_ name: String) -> String {
-        let lower = name.lowercased()
-        return lower.hasSuffix(".") ? lower : lower + "."
     }
 
     public func readRecord(hostedZoneId: String, name: String, type: String, deadline: NIODeadline) async throws -> ResourceRecordSet? {
@@ -55,8 +76,42 @@ public final class AWSDNSActuator: DNSActuator {
                                                                 maxItems: 1, deadline: deadline)
         // The list starts at (name, type) but returns the next record if that one is missing.
         return page.recordSets.first {
-            Self.canonicalName($0.name) == Self.canonicalName(name) && $0.type == type && $0.setIdentifier == nil
+            canonicalRecordName($0.name) == canonicalRecordName(name) && $0.type == type && $0.setIdentifier == nil
         }
+    }
+
+    /// Pages through the zone instead of one call per name: Route 53 allows 5 calls a second
+    /// per account, and a zone of a few dozen records fits one page. The listing stops after
+    /// half as many pages as names (a zone much bigger than what we manage) and reads the
+    /// names it has not met one by one, so it never costs much more than reading each.
+    public func readRecords(hostedZoneId: String, names: [String], type: String, deadline: NIODeadline) async throws -> [String: ResourceRecordSet] {
+        let wanted = Set(names.map(canonicalRecordName))
+        guard wanted.count > 1 else {
+            guard let name = wanted.first,
+                  let record = try await readRecord(hostedZoneId: hostedZoneId, name: name, type: type, deadline: deadline)
+            else { return [:] }
+            return [name: record]
+        }
+        var found: [String: ResourceRecordSet] = [:]
+        var next: (name: String, type: String?, identifier: String?)? = nil
+        for _ in 0..<max(1, wanted.count / 2) {
+            let page = try await route53.listResourceRecordSetsPage(
+                hostedZoneId: hostedZoneId, startName: next?.name, startType: next?.type, startIdentifier: next?.identifier,
+                maxItems: zonePageSize, deadline: deadline)
+            for record in page.recordSets where record.type == type && record.setIdentifier == nil {
+                let name = canonicalRecordName(record.name)
+                if wanted.contains(name) { found[name] = record }
+            }
+            // The whole zone has been seen: a name not found has no record.
+            guard page.isTruncated, let nextName = page.nextRecordName else { return found }
+            next = (nextName, page.nextRecordType, page.nextRecordIdentifier)
+        }
+        for name in wanted where found[name] == nil {
+            if let record = try await readRecord(hostedZoneId: hostedZoneId, name: name, type: type, deadline: deadline) {
+                found[name] = record
+            }
+        }
+        return found
     }
 
     public func ensureRecord(_ record: DesiredRecord, fencing: FencingToken, deadline: NIODeadline) async throws -> DNSEnsureOutcome {

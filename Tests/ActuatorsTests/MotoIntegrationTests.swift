@@ -189,4 +189,43 @@ struct MotoIntegrationTests {
             #expect(!after.contains { $0.name == "extra.vpn.example.internal." })
         }
     }
+
+    /// Reading the records we manage takes one ListResourceRecordSets for a small zone; in a
+    /// zone too big to page through cheaply it reads the names it has not met one by one, and
+    /// both ways agree with awscli on what exists.
+    @Test func zoneRecordsAreReadInOnePageOrByNameWhenTheZoneIsBig() async throws {
+        try await withMotoAndProxy(signatureChecking: false) { moto, proxy, server in
+            let zone = try await moto.awsDict(["route53", "create-hosted-zone", "--name", "big.example.internal",
+                                               "--caller-reference", UUID().uuidString])
+            let zoneID = try #require((zone["HostedZone"] as? [String: Any])?["Id"] as? String)
+            var changes: [String] = []
+            for i in 0..<12 {
+                changes.append(#"{"Action":"CREATE","ResourceRecordSet":{"Name":"gw\#(i).big.example.internal","Type":"A","TTL":60,"ResourceRecords":[{"Value":"10.0.0.\#(i + 1)"}]}}"#)
+            }
+            // Same name, other type: must not be taken for the A record.
+            changes.append(#"{"Action":"CREATE","ResourceRecordSet":{"Name":"gw20.big.example.internal","Type":"TXT","TTL":60,"ResourceRecords":[{"Value":"\"x\""}]}}"#)
+            try await moto.aws(["route53", "change-resource-record-sets", "--hosted-zone-id", zoneID,
+                                "--change-batch", #"{"Changes":["# + changes.joined(separator: ",") + "]}"])
+            // Mixed case and no final dot, as a config may spell them; gw20 has only a TXT, gw99 nothing.
+            let names = ["GW1.big.example.internal", "gw5.big.example.internal.", "gw11.big.example.internal",
+                         "gw20.big.example.internal", "gw99.big.example.internal"]
+            let expected: [String: [String]] = ["gw1.big.example.internal.": ["10.0.0.2"], "gw5.big.example.internal.": ["10.0.0.6"],
+                                                "gw11.big.example.internal.": ["10.0.0.12"]]
+
+            let c = Clients(endpoint: server.url, credentials: moto.credentials)
+            proxy.resetCounts()
+            let onePage = try await c.dns.readRecords(hostedZoneId: zoneID, names: names, type: "A", deadline: deadline())
+            #expect(onePage.mapValues(\.values) == expected)
+            #expect(proxy.count("ListResourceRecordSets") == 1)
+
+            // Pages of 3 records: the zone (12 A, 1 TXT, SOA, NS) is 5 pages, more than the 2
+            // the listing may spend on 5 names.
+            let small = AWSDNSActuator(route53: c.route53, pollInterval: .milliseconds(100), zonePageSize: 3)
+            proxy.resetCounts()
+            let paged = try await small.readRecords(hostedZoneId: zoneID, names: names, type: "A", deadline: deadline())
+            #expect(paged.mapValues(\.values) == expected)
+            let calls = proxy.count("ListResourceRecordSets")
+            #expect(calls >= 3 && calls <= 2 + names.count, "\(calls) calls")
+        }
+    }
 }

@@ -95,7 +95,7 @@ public actor ControllerReplica: Service {
     // MARK: Service
 
     public func run() async throws {
-        try await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await self.probeLoop() }
                 group.addTask { await self.leaderLoop() }
@@ -395,23 +395,31 @@ public actor ControllerReplica: Service {
         guard let dns = actuators.dns, ContinuousClock.now - ledSince >= timing.lockDelay else { return nil }
         let state = machine.state
         var inSync = true
+        var desiredByZone: [String: [DesiredRecord]] = [:]
         for tunnel in config.tunnels {
             guard let record = tunnel.dns, let identity = state.tunnels[tunnel.name]?.identity else { continue }
-            let desired = DesiredRecord(hostedZoneId: record.zoneId, name: record.name, ttl: record.ttl, values: [identity.privateIP])
+            desiredByZone[record.zoneId, default: []].append(
+                DesiredRecord(hostedZoneId: record.zoneId, name: record.name, ttl: record.ttl, values: [identity.privateIP]))
+        }
+        for (zone, records) in desiredByZone.sorted(by: { $0.key < $1.key }) {
+            let current: [String: ResourceRecordSet]
             do {
-                let current = try await dns.readRecord(hostedZoneId: record.zoneId, name: record.name, type: "A", deadline: readDeadline)
-                if let current, current.values == desired.values, current.ttl == desired.ttl { continue }
+                current = try await dns.readRecords(hostedZoneId: zone, names: records.map(\.name), type: "A", deadline: readDeadline)
             } catch {
-                logger.warning("DNS read failed", metadata: ["record": "\(record.name)", "error": "\(error)"])
+                logger.warning("DNS read failed", metadata: ["zone": "\(zone)", "records": "\(records.count)", "error": "\(error)"])
                 inSync = false
                 continue
             }
-            let write = ActuationWrite.dns(zoneId: record.zoneId, name: record.name, address: identity.privateIP, ttl: UInt32(clamping: record.ttl))
-            let result = await actuate(write, term: term) { token, deadline in
-                let outcome = try await dns.ensureRecord(desired, fencing: token, deadline: deadline)
-                return "\(outcome)"
+            for desired in records {
+                if let now = current[canonicalRecordName(desired.name)], now.values == desired.values, now.ttl == desired.ttl { continue }
+                let address = desired.values.first ?? ""
+                let write = ActuationWrite.dns(zoneId: zone, name: desired.name, address: address, ttl: UInt32(clamping: desired.ttl))
+                let result = await actuate(write, term: term) { token, deadline in
+                    let outcome = try await dns.ensureRecord(desired, fencing: token, deadline: deadline)
+                    return "\(outcome)"
+                }
+                if result != .written { inSync = false }
             }
-            if result != .written { inSync = false }
         }
         return inSync
     }
