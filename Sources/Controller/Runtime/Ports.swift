@@ -26,6 +26,30 @@ public protocol InstanceDirectory: Sendable {
     /// `known` is the identity in the replicated state: when several running instances carry
     /// the tag, the known one is kept, so a brief overlap during a replacement does not flap.
     func currentInstance(of tunnel: TunnelConfig, known: InstanceIdentity?, deadline: NIODeadline) async throws -> InstanceIdentity?
+    /// The same for many tunnels at once, keyed by tunnel name; `known` by tunnel name too.
+    func currentInstances(of tunnels: [TunnelConfig], known: [String: InstanceIdentity],
+                          deadline: NIODeadline) async -> [String: Result<InstanceIdentity?, any Error>]
+}
+
+extension InstanceDirectory {
+    /// One lookup per tunnel, all at once.
+    public func currentInstances(of tunnels: [TunnelConfig], known: [String: InstanceIdentity],
+                                 deadline: NIODeadline) async -> [String: Result<InstanceIdentity?, any Error>] {
+        await withTaskGroup(of: (String, Result<InstanceIdentity?, any Error>).self) { group in
+            for tunnel in tunnels {
+                group.addTask {
+                    do {
+                        return (tunnel.name, .success(try await self.currentInstance(of: tunnel, known: known[tunnel.name], deadline: deadline)))
+                    } catch {
+                        return (tunnel.name, .failure(error))
+                    }
+                }
+            }
+            var out: [String: Result<InstanceIdentity?, any Error>] = [:]
+            for await (name, result) in group { out[name] = result }
+            return out
+        }
+    }
 }
 
 /// The AWS side of a replica: only the leader uses it, and only for reads outside the lease.
@@ -60,6 +84,64 @@ public struct EC2InstanceDirectory: InstanceDirectory {
         let found = try await ec2.describeInstances(
             filters: [.tag(tunnel.instance.tagKey, tunnel.instance.tagValue), EC2Filter("instance-state-name", ["running"])],
             deadline: deadline)
+        return choose(among: found, for: tunnel, known: known)
+    }
+
+    /// EC2's read budget is 20 calls a second per account: one DescribeInstances per tunnel
+    /// every discovery interval took 60 % of it at 40 tunnels (docs/BENCHMARKS.md, scale).
+    /// Tunnels of one region and tag key share a call, with all their tag values in one
+    /// filter (at most `maxFilterValues` each).
+    public func currentInstances(of tunnels: [TunnelConfig], known: [String: InstanceIdentity],
+                                 deadline: NIODeadline) async -> [String: Result<InstanceIdentity?, any Error>] {
+        struct Group: Hashable { var region: String; var tagKey: String }
+        var groups: [Group: [TunnelConfig]] = [:]
+        for tunnel in tunnels {
+            groups[Group(region: tunnel.region ?? defaultRegion, tagKey: tunnel.instance.tagKey), default: []].append(tunnel)
+        }
+        var batches: [(region: String, tagKey: String, tunnels: [TunnelConfig])] = []
+        for (group, members) in groups {
+            var start = 0
+            while start < members.count {
+                let end = min(start + Self.maxFilterValues, members.count)
+                batches.append((group.region, group.tagKey, Array(members[start..<end])))
+                start = end
+            }
+        }
+        return await withTaskGroup(of: [String: Result<InstanceIdentity?, any Error>].self) { tasks in
+            for batch in batches {
+                tasks.addTask {
+                    var out: [String: Result<InstanceIdentity?, any Error>] = [:]
+                    guard let ec2 = self.clients(batch.region) else {
+                        for tunnel in batch.tunnels { out[tunnel.name] = .success(nil) }
+                        return out
+                    }
+                    let values = Array(Set(batch.tunnels.map(\.instance.tagValue))).sorted()
+                    do {
+                        let found = try await ec2.describeInstances(
+                            filters: [EC2Filter("tag:\(batch.tagKey)", values), EC2Filter("instance-state-name", ["running"])],
+                            deadline: deadline)
+                        for tunnel in batch.tunnels {
+                            let mine = found.filter { $0.tags[batch.tagKey] == tunnel.instance.tagValue }
+                            out[tunnel.name] = .success(self.choose(among: mine, for: tunnel, known: known[tunnel.name]))
+                        }
+                    } catch {
+                        for tunnel in batch.tunnels { out[tunnel.name] = .failure(error) }
+                    }
+                    return out
+                }
+            }
+            var all: [String: Result<InstanceIdentity?, any Error>] = [:]
+            for await part in tasks { all.merge(part) { a, _ in a } }
+            return all
+        }
+    }
+
+    /// EC2 takes up to 200 values in one filter.
+    static let maxFilterValues = 200
+
+    /// When several running instances carry the tunnel's tag, the known one is kept, else the
+    /// lowest id, so every leader picks the same.
+    func choose(among found: [EC2Instance], for tunnel: TunnelConfig, known: InstanceIdentity?) -> InstanceIdentity? {
         let candidates = found.compactMap { i -> InstanceIdentity? in
             guard let eni = i.networkInterfaceIds.first, let ip = i.privateIpAddress else { return nil }
             return InstanceIdentity(instanceId: i.id, eniId: eni, privateIP: ip)

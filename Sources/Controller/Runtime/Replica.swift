@@ -366,25 +366,21 @@ public actor ControllerReplica: Service {
 
     private func discoverInstances() async {
         let state = machine.state
-        await withTaskGroup(of: (String, InstanceIdentity?).self) { group in
-            for tunnel in config.tunnels {
-                let known = state.tunnels[tunnel.name]?.identity
-                group.addTask {
-                    do {
-                        return (tunnel.name, try await self.actuators.instances.currentInstance(of: tunnel, known: known, deadline: self.readDeadline))
-                    } catch {
-                        self.logger.warning("instance lookup failed", metadata: ["tunnel": "\(tunnel.name)", "error": "\(error)"])
-                        return (tunnel.name, nil)
-                    }
-                }
-            }
-            for await (name, found) in group {
-                guard let found, found != state.tunnels[name]?.identity else { continue }
+        var known: [String: InstanceIdentity] = [:]
+        for tunnel in config.tunnels { known[tunnel.name] = state.tunnels[tunnel.name]?.identity }
+        let results = await actuators.instances.currentInstances(of: config.tunnels, known: known, deadline: readDeadline)
+        for tunnel in config.tunnels {
+            switch results[tunnel.name] {
+            case .failure(let error):
+                logger.warning("instance lookup failed", metadata: ["tunnel": "\(tunnel.name)", "error": "\(error)"])
+            case .success(let found?) where found != known[tunnel.name]:
                 do {
-                    try await proposeAsLeader(.instanceIdentity(tunnel: name, found))
+                    try await proposeAsLeader(.instanceIdentity(tunnel: tunnel.name, found))
                 } catch {
-                    logger.debug("instance identity not proposed", metadata: ["tunnel": "\(name)", "error": "\(error)"])
+                    logger.debug("instance identity not proposed", metadata: ["tunnel": "\(tunnel.name)", "error": "\(error)"])
                 }
+            default:
+                continue
             }
         }
     }

@@ -1,0 +1,171 @@
+import Actuators
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Testing
+
+@testable import Controller
+
+/// EC2 discovery in batches: against a stub EC2 that answers DescribeInstances by applying the
+/// request's own tag filter to a fixed inventory, so a wrong filter gives wrong answers.
+@Suite struct InstanceDirectoryTests {
+    struct Stub: Sendable {
+        var id: String
+        var tags: [String: String]
+        var ip: String
+        var running = true
+    }
+
+    static let inventory: [Stub] = [
+        Stub(id: "i-0a", tags: ["switchman/tunnel": "a"], ip: "10.0.0.10"),
+        // b has two: the lower id unless the known one is among them.
+        Stub(id: "i-0b2", tags: ["switchman/tunnel": "b"], ip: "10.0.0.22"),
+        Stub(id: "i-0b1", tags: ["switchman/tunnel": "b"], ip: "10.0.0.21"),
+        // c's only instance is stopped.
+        Stub(id: "i-0c", tags: ["switchman/tunnel": "c"], ip: "10.0.0.30", running: false),
+        // Same value under another key: belongs to tunnel e only.
+        Stub(id: "i-0e", tags: ["vpn": "a"], ip: "10.0.0.50"),
+        // Not ours at all.
+        Stub(id: "i-0z", tags: ["switchman/tunnel": "z"], ip: "10.0.0.90"),
+    ]
+
+    func tunnel(_ name: String, key: String = "switchman/tunnel", value: String? = nil) -> TunnelConfig {
+        TunnelConfig(name: name, instance: InstanceSelector(tagKey: key, tagValue: value ?? name),
+                     sentinel: HostPort(host: "127.0.0.1", port: 1), probes: [], require: .all)
+    }
+
+    @Test func tunnelsSharingATagKeyShareOneCallAndEachGetsItsOwnInstance() async throws {
+        let requests = NIOLockedValueBox<[[String: String]]>([])
+        let server = try await stubEC2(requests: requests)
+        defer { try? server.close().wait() }
+        let port = try #require(server.localAddress?.port)
+        let config = AWSClientConfiguration(region: "us-east-1", endpointOverride: "http://127.0.0.1:\(port)",
+                                            identity: CallerIdentity(nodeID: "n1"))
+        var logger = Logger(label: "test.instances")
+        logger.logLevel = .critical
+        let ec2 = EC2Client(configuration: config, credentials: StaticCredentials(AWSCredentials(accessKeyID: "k", secretAccessKey: "s")),
+                            logger: logger)
+        let directory = EC2InstanceDirectory(defaultRegion: "us-east-1", logger: logger) { _ in ec2 }
+        let tunnels = [tunnel("a"), tunnel("b"), tunnel("c"), tunnel("d"), tunnel("e", key: "vpn", value: "a")]
+        let known = ["b": InstanceIdentity(instanceId: "i-0b2", eniId: "eni-old", privateIP: "10.0.0.22")]
+        let deadline = NIODeadline.now() + .seconds(30)
+
+        let batched = await directory.currentInstances(of: tunnels, known: known, deadline: deadline)
+        let calls = requests.withLockedValue { $0 }
+        #expect(calls.count == 2, "one DescribeInstances per tag key, got \(calls.count)")
+        #expect(calls.contains { Set(filterValues($0, "tag:switchman/tunnel")) == ["a", "b", "c", "d"] })
+
+        func id(_ r: Result<InstanceIdentity?, any Error>?) -> String? { (try? r?.get())??.instanceId }
+        #expect(id(batched["a"]) == "i-0a")
+        #expect(id(batched["b"]) == "i-0b2", "the known instance is kept")
+        #expect(id(batched["c"]) == nil && id(batched["d"]) == nil)
+        #expect(id(batched["e"]) == "i-0e")
+        #expect((try? batched["a"]?.get())??.privateIP == "10.0.0.10")
+        #expect((try? batched["a"]?.get())??.eniId == "eni-i-0a")
+
+        // One by one gives the same answers (b without a known one: the lower id).
+        for t in tunnels {
+            let single = try await directory.currentInstance(of: t, known: known[t.name], deadline: deadline)
+            #expect(single?.instanceId == id(batched[t.name]), "\(t.name)")
+        }
+        let unknownB = await directory.currentInstances(of: [tunnel("b")], known: [:], deadline: deadline)
+        #expect(id(unknownB["b"]) == "i-0b1")
+    }
+
+    @Test func aFailedCallFailsOnlyItsOwnTunnels() async throws {
+        let requests = NIOLockedValueBox<[[String: String]]>([])
+        let server = try await stubEC2(requests: requests, failKey: "vpn")
+        defer { try? server.close().wait() }
+        let port = try #require(server.localAddress?.port)
+        let config = AWSClientConfiguration(
+            region: "us-east-1", endpointOverride: "http://127.0.0.1:\(port)", identity: CallerIdentity(nodeID: "n1"),
+            retry: RetryPolicy(maxAttempts: 1))
+        var logger = Logger(label: "test.instances")
+        logger.logLevel = .critical
+        let ec2 = EC2Client(configuration: config, credentials: StaticCredentials(AWSCredentials(accessKeyID: "k", secretAccessKey: "s")),
+                            logger: logger)
+        let directory = EC2InstanceDirectory(defaultRegion: "us-east-1", logger: logger) { _ in ec2 }
+        let result = await directory.currentInstances(of: [tunnel("a"), tunnel("e", key: "vpn", value: "a")], known: [:],
+                                                      deadline: .now() + .seconds(30))
+        #expect((try? result["a"]?.get())??.instanceId == "i-0a")
+        guard case .failure = result["e"] else {
+            Issue.record("expected e's lookup to fail, got \(String(describing: result["e"]))")
+            return
+        }
+    }
+
+    // MARK: the stub
+
+    func filterValues(_ params: [String: String], _ name: String) -> [String] {
+        guard let index = params.first(where: { $0.key.hasSuffix(".Name") && $0.value == name })?.key.dropLast(".Name".count) else { return [] }
+        return params.filter { $0.key.hasPrefix("\(index).Value.") }.map(\.value)
+    }
+
+    func stubEC2(requests: NIOLockedValueBox<[[String: String]]>, failKey: String? = nil) async throws -> any Channel {
+        let answer: @Sendable ([String: String]) -> (HTTPResponseStatus, String) = { params in
+            requests.withLockedValue { $0.append(params) }
+            guard let tagFilter = params.first(where: { $0.key.hasSuffix(".Name") && $0.value.hasPrefix("tag:") }) else {
+                return (.badRequest, "<Response><Errors><Error><Code>InvalidParameterValue</Code><Message>no tag filter</Message></Error></Errors><RequestID>r0</RequestID></Response>")
+            }
+            let key = String(tagFilter.value.dropFirst(4))
+            if key == failKey {
+                return (.badRequest, "<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>scripted</Message></Error></Errors><RequestID>r1</RequestID></Response>")
+            }
+            let index = tagFilter.key.dropLast(".Name".count)
+            let values = Set(params.filter { $0.key.hasPrefix("\(index).Value.") }.map(\.value))
+            let wantsRunning = params.contains { $0.value == "instance-state-name" }
+            let matching = Self.inventory.filter { s in
+                s.tags[key].map(values.contains) == true && (!wantsRunning || s.running)
+            }
+            var xml = #"<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r2</requestId><reservationSet><item><instancesSet>"#
+            for s in matching {
+                xml += "<item><instanceId>\(s.id)</instanceId><instanceState><name>\(s.running ? "running" : "stopped")</name></instanceState>"
+                xml += "<privateIpAddress>\(s.ip)</privateIpAddress><networkInterfaceSet><item><networkInterfaceId>eni-\(s.id)</networkInterfaceId></item></networkInterfaceSet>"
+                xml += "<tagSet>" + s.tags.map { "<item><key>\($0.key)</key><value>\($0.value)</value></item>" }.joined() + "</tagSet></item>"
+            }
+            xml += "</instancesSet></item></reservationSet></DescribeInstancesResponse>"
+            return (.ok, xml)
+        }
+        return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(FormHandler(answer: answer))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+    }
+}
+
+/// Collects a form-encoded request body and answers it with `answer`.
+final class FormHandler: ChannelInboundHandler, @unchecked Sendable {
+    // @unchecked: `body` is only touched on the channel's event loop.
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    let answer: @Sendable ([String: String]) -> (HTTPResponseStatus, String)
+    var body = ""
+    init(answer: @escaping @Sendable ([String: String]) -> (HTTPResponseStatus, String)) { self.answer = answer }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head: body = ""
+        case .body(let buffer): body += String(buffer: buffer)
+        case .end:
+            var params: [String: String] = [:]
+            for pair in body.split(separator: "&") {
+                let kv = pair.split(separator: "=", maxSplits: 1).map { String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String($0) }
+                if kv.count == 2 { params[kv[0]] = kv[1] }
+            }
+            let (status, text) = answer(params)
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Length", value: String(text.utf8.count))
+            headers.add(name: "Content-Type", value: "text/xml")
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: text)))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
+    }
+}
