@@ -389,21 +389,26 @@ def instance_replaced(rig, rng, duration):
         hold(rng.uniform(3, 5))
 
 
-@scenario("membership", replicas=4, members=[1, 2, 3],
-          help="add a replica (learner, then voter), remove the leader, remove a partitioned replica")
-def membership(rig, rng, duration):
-    leader = current_leader(rig)
-    rig.start_replica(4)
-    peer = "%s:%d" % (rig.nodes["r4"].addr, 7000)
-    wait_until("replica 4 added as a learner", lambda: rig.admin(current_leader(rig), "/v1/members", "POST",
-                                                               {"id": 4, "peer": peer, "learner": True}).get("ok"), 60, 1)
-    rig.fault("start", "membership", "add 4 as a learner")
-    rig.members.append(4)
+def add_member(rig, i):
+    """Starts replica i and adds it the way an operator does: learner, caught up, voter."""
+    rig.start_replica(i)
+    peer = "%s:%d" % (rig.nodes["r%d" % i].addr, 7000)
+    wait_until("replica %d added as a learner" % i, lambda: rig.admin(current_leader(rig), "/v1/members", "POST",
+                                                                      {"id": i, "peer": peer, "learner": True}).get("ok"), 60, 1)
+    rig.fault("start", "membership", "add %d as a learner" % i)
+    rig.members.append(i)
     rig.wait_caught_up()
-    wait_until("replica 4 promoted", lambda: rig.admin(current_leader(rig), "/v1/members", "POST",
-                                                       {"id": 4, "peer": peer}).get("ok"), 60, 1)
-    rig.fault("stop", "membership", "4 promoted to voter")
-    hold(duration / 4)
+    wait_until("replica %d promoted" % i, lambda: rig.admin(current_leader(rig), "/v1/members", "POST",
+                                                            {"id": i, "peer": peer}).get("ok"), 60, 1)
+    rig.fault("stop", "membership", "%d promoted to voter" % i)
+
+
+@scenario("membership", replicas=5, members=[1, 2, 3],
+          help="add a replica (learner, then voter), remove the leader, remove a partitioned replica, "
+               "add another so three voters remain")
+def membership(rig, rng, duration):
+    add_member(rig, 4)
+    hold(duration / 5)
     leader = current_leader(rig)
     wait_until("the leader removed", lambda: rig.admin(leader, "/v1/members/%d" % leader, "DELETE").get("ok"), 60, 1)
     rig.fault("start", "membership", "remove the leader %d" % leader)
@@ -411,7 +416,7 @@ def membership(rig, rng, duration):
     current_leader(rig)
     rig.kill("r%d" % leader, sig=signal.SIGTERM)
     rig.fault("stop", "membership", "%d removed and stopped" % leader)
-    hold(duration / 4)
+    hold(duration / 5)
     leader = current_leader(rig)
     victim = rng.choice([i for i in rig.members if i != leader])
     rest = [i for i in rig.members if i != victim]
@@ -422,8 +427,10 @@ def membership(rig, rng, duration):
                lambda: rig.admin(current_leader(rig, among=rest), "/v1/members/%d" % victim, "DELETE").get("ok"), 60, 1)
     rig.fault("start", "membership", "remove the partitioned replica %d" % victim)
     rig.members.remove(victim)
-    hold(duration / 4)
+    hold(duration / 5)
     rig.heal_network()
     rig.fault("stop", "partition", "healed")
     rig.kill("r%d" % victim, sig=signal.SIGTERM)
     rig.fault("stop", "membership", "%d removed and stopped" % victim)
+    # Two voters tolerate no failure: leave the cluster as an operator would, three again.
+    add_member(rig, 5)
