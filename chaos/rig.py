@@ -35,6 +35,8 @@ REGION = "us-east-1"
 ZONE_NAME = "vpn.switchman.chaos"
 TAG_KEY = "switchman/tunnel"
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+# Preloaded before libfaketime so that timers stay real (chaos/realtimers.c says why).
+REALTIMERS_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "realtimers.c")
 
 PEER_PORT, ADMIN_PORT, SENTINEL_PORT, RESPONDER_PORT = 7000, 7443, 7100, 7200
 MOTO_PORT, PROXY_PORT = 5000, 4566
@@ -502,12 +504,21 @@ table ip chaosnat {
             # Re-read at most every second: libfaketime reads the file on a time call, and NIO
             # asks the time constantly. Only the wall clock is faked: CLOCK_MONOTONIC never
             # steps on a real host (NTP slews its rate, within maxClockDrift), and a fake
-            # backward step of it would test a fault that cannot happen.
-            env.update({"LD_PRELOAD": FAKETIME_LIB, "FAKETIME_TIMESTAMP_FILE": stamp, "FAKETIME_CACHE_DURATION": "1",
+            # backward step of it would test a fault that cannot happen; realtimers.so keeps
+            # libfaketime off the timers, which it would otherwise shift too.
+            env.update({"LD_PRELOAD": "%s %s" % (self.realtimers(), FAKETIME_LIB), "FAKETIME_TIMESTAMP_FILE": stamp,
+                        "FAKETIME_CACHE_DURATION": "1",
                         "FAKETIME_DONT_RESET": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"})
         config = config or self.configs.get(i, self.config_path)
         self.spawn(node, [self.binary, "serve", "--config", config, "--id", i, "--log-format", "json",
                           "--log-level", "debug"], "replica-%d.jsonl" % i, env=env, stdout_name="replica-%d.out" % i)
+
+    def realtimers(self):
+        """The timer shim, built once per run directory."""
+        lib = os.path.join(self.dir, "realtimers.so")
+        if not os.path.exists(lib):
+            sh("gcc", "-shared", "-fPIC", "-O2", "-o", lib, REALTIMERS_SRC)
+        return lib
 
     def set_clock(self, i, offset):
         """libfaketime offset of replica i, e.g. "+30s", "-20s", "+0"."""
