@@ -86,15 +86,10 @@ public final class AWSDNSActuator: DNSActuator {
     /// names it has not met one by one, so it never costs much more than reading each.
     public func readRecords(hostedZoneId: String, names: [String], type: String, deadline: NIODeadline) async throws -> [String: ResourceRecordSet] {
         let wanted = Set(names.map(canonicalRecordName))
-        guard wanted.count > 1 else {
-            guard let name = wanted.first,
-                  let record = try await readRecord(hostedZoneId: hostedZoneId, name: name, type: type, deadline: deadline)
-            else { return [:] }
-            return [name: record]
-        }
         var found: [String: ResourceRecordSet] = [:]
         var next: (name: String, type: String?, identifier: String?)? = nil
-        for _ in 0..<max(1, wanted.count / 2) {
+        // One name is one read either way: no listing then.
+        for _ in 0..<(wanted.count > 1 ? max(1, wanted.count / 2) : 0) {
             let page = try await route53.listResourceRecordSetsPage(
                 hostedZoneId: hostedZoneId, startName: next?.name, startType: next?.type, startIdentifier: next?.identifier,
                 maxItems: zonePageSize, deadline: deadline)

@@ -38,62 +38,66 @@ import Testing
     }
 
     @Test func tunnelsSharingATagKeyShareOneCallAndEachGetsItsOwnInstance() async throws {
-        let requests = NIOLockedValueBox<[[String: String]]>([])
-        let server = try await stubEC2(requests: requests)
-        defer { try? server.close().wait() }
-        let port = try #require(server.localAddress?.port)
-        let config = AWSClientConfiguration(region: "us-east-1", endpointOverride: "http://127.0.0.1:\(port)",
-                                            identity: CallerIdentity(nodeID: "n1"))
-        var logger = Logger(label: "test.instances")
-        logger.logLevel = .critical
-        let ec2 = EC2Client(configuration: config, credentials: StaticCredentials(AWSCredentials(accessKeyID: "k", secretAccessKey: "s")),
-                            logger: logger)
-        let directory = EC2InstanceDirectory(defaultRegion: "us-east-1", logger: logger) { _ in ec2 }
-        let tunnels = [tunnel("a"), tunnel("b"), tunnel("c"), tunnel("d"), tunnel("e", key: "vpn", value: "a")]
-        let known = ["b": InstanceIdentity(instanceId: "i-0b2", eniId: "eni-old", privateIP: "10.0.0.22")]
-        let deadline = NIODeadline.now() + .seconds(30)
+        try await withDirectory { directory, requests in
+            let tunnels = [tunnel("a"), tunnel("b"), tunnel("c"), tunnel("d"), tunnel("e", key: "vpn", value: "a")]
+            let known = ["b": InstanceIdentity(instanceId: "i-0b2", eniId: "eni-old", privateIP: "10.0.0.22")]
+            let deadline = NIODeadline.now() + .seconds(30)
 
-        let batched = await directory.currentInstances(of: tunnels, known: known, deadline: deadline)
-        let calls = requests.withLockedValue { $0 }
-        #expect(calls.count == 2, "one DescribeInstances per tag key, got \(calls.count)")
-        #expect(calls.contains { Set(filterValues($0, "tag:switchman/tunnel")) == ["a", "b", "c", "d"] })
+            let batched = await directory.currentInstances(of: tunnels, known: known, deadline: deadline)
+            let calls = requests.withLockedValue { $0 }
+            #expect(calls.count == 2, "one DescribeInstances per tag key, got \(calls.count)")
+            #expect(calls.contains { Set(filterValues($0, "tag:switchman/tunnel")) == ["a", "b", "c", "d"] })
 
-        func id(_ r: Result<InstanceIdentity?, any Error>?) -> String? { (try? r?.get())??.instanceId }
-        #expect(id(batched["a"]) == "i-0a")
-        #expect(id(batched["b"]) == "i-0b2", "the known instance is kept")
-        #expect(id(batched["c"]) == nil && id(batched["d"]) == nil)
-        #expect(id(batched["e"]) == "i-0e")
-        #expect((try? batched["a"]?.get())??.privateIP == "10.0.0.10")
-        #expect((try? batched["a"]?.get())??.eniId == "eni-i-0a")
+            func id(_ r: Result<InstanceIdentity?, any Error>?) -> String? { (try? r?.get())??.instanceId }
+            #expect(id(batched["a"]) == "i-0a")
+            #expect(id(batched["b"]) == "i-0b2", "the known instance is kept")
+            #expect(id(batched["c"]) == nil && id(batched["d"]) == nil)
+            #expect(id(batched["e"]) == "i-0e")
+            #expect((try? batched["a"]?.get())??.privateIP == "10.0.0.10")
+            #expect((try? batched["a"]?.get())??.eniId == "eni-i-0a")
 
-        // One by one gives the same answers (b without a known one: the lower id).
-        for t in tunnels {
-            let single = try await directory.currentInstance(of: t, known: known[t.name], deadline: deadline)
-            #expect(single?.instanceId == id(batched[t.name]), "\(t.name)")
+            // One by one gives the same answers (b without a known one: the lower id).
+            for t in tunnels {
+                let single = try await directory.currentInstance(of: t, known: known[t.name], deadline: deadline)
+                #expect(single?.instanceId == id(batched[t.name]), "\(t.name)")
+            }
+            let unknownB = await directory.currentInstances(of: [tunnel("b")], known: [:], deadline: deadline)
+            #expect(id(unknownB["b"]) == "i-0b1")
         }
-        let unknownB = await directory.currentInstances(of: [tunnel("b")], known: [:], deadline: deadline)
-        #expect(id(unknownB["b"]) == "i-0b1")
     }
 
     @Test func aFailedCallFailsOnlyItsOwnTunnels() async throws {
+        try await withDirectory(failKey: "vpn") { directory, _ in
+            let result = await directory.currentInstances(of: [tunnel("a"), tunnel("e", key: "vpn", value: "a")], known: [:],
+                                                          deadline: .now() + .seconds(30))
+            #expect((try? result["a"]?.get())??.instanceId == "i-0a")
+            guard case .failure = result["e"] else {
+                Issue.record("expected e's lookup to fail, got \(String(describing: result["e"]))")
+                return
+            }
+        }
+    }
+
+    /// A directory on the stub EC2 (no retries, so a scripted error is final), closed after
+    /// `body` also when it throws.
+    func withDirectory(failKey: String? = nil,
+                       _ body: (EC2InstanceDirectory, NIOLockedValueBox<[[String: String]]>) async throws -> Void) async throws {
         let requests = NIOLockedValueBox<[[String: String]]>([])
-        let server = try await stubEC2(requests: requests, failKey: "vpn")
-        defer { try? server.close().wait() }
-        let port = try #require(server.localAddress?.port)
-        let config = AWSClientConfiguration(
-            region: "us-east-1", endpointOverride: "http://127.0.0.1:\(port)", identity: CallerIdentity(nodeID: "n1"),
-            retry: RetryPolicy(maxAttempts: 1))
-        var logger = Logger(label: "test.instances")
-        logger.logLevel = .critical
-        let ec2 = EC2Client(configuration: config, credentials: StaticCredentials(AWSCredentials(accessKeyID: "k", secretAccessKey: "s")),
-                            logger: logger)
-        let directory = EC2InstanceDirectory(defaultRegion: "us-east-1", logger: logger) { _ in ec2 }
-        let result = await directory.currentInstances(of: [tunnel("a"), tunnel("e", key: "vpn", value: "a")], known: [:],
-                                                      deadline: .now() + .seconds(30))
-        #expect((try? result["a"]?.get())??.instanceId == "i-0a")
-        guard case .failure = result["e"] else {
-            Issue.record("expected e's lookup to fail, got \(String(describing: result["e"]))")
-            return
+        let server = try await stubEC2(requests: requests, failKey: failKey)
+        do {
+            let port = try #require(server.localAddress?.port)
+            let config = AWSClientConfiguration(
+                region: "us-east-1", endpointOverride: "http://127.0.0.1:\(port)", identity: CallerIdentity(nodeID: "n1"),
+                retry: RetryPolicy(maxAttempts: 1))
+            var logger = Logger(label: "test.instances")
+            logger.logLevel = .critical
+            let ec2 = EC2Client(configuration: config, credentials: StaticCredentials(AWSCredentials(accessKeyID: "k", secretAccessKey: "s")),
+                                logger: logger)
+            try await body(EC2InstanceDirectory(defaultRegion: "us-east-1", logger: logger) { _ in ec2 }, requests)
+            try? await server.close()
+        } catch {
+            try? await server.close()
+            throw error
         }
     }
 

@@ -100,11 +100,8 @@ public struct EC2InstanceDirectory: InstanceDirectory {
         }
         var batches: [(region: String, tagKey: String, tunnels: [TunnelConfig])] = []
         for (group, members) in groups {
-            var start = 0
-            while start < members.count {
-                let end = min(start + Self.maxFilterValues, members.count)
-                batches.append((group.region, group.tagKey, Array(members[start..<end])))
-                start = end
+            for start in stride(from: 0, to: members.count, by: Self.maxFilterValues) {
+                batches.append((group.region, group.tagKey, Array(members[start..<min(start + Self.maxFilterValues, members.count)])))
             }
         }
         return await withTaskGroup(of: [String: Result<InstanceIdentity?, any Error>].self) { tasks in
