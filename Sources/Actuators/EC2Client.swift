@@ -40,6 +40,19 @@ public struct EC2Route: Sendable, Hashable {
 
     public var destination: String? { destinationCidrBlock ?? destinationIpv6CidrBlock ?? destinationPrefixListId }
 
+    /// A route made with CreateRoute (by us, by hand, by another tool): the only kind
+    /// ReplaceRoute can change. AWS lists a propagated route (EnableVgwRoutePropagation) and
+    /// the VPC's local route (CreateRouteTable) beside it for the same prefix; neither is
+    /// ever ours to replace, and a static route takes precedence over a propagated one.
+    public var isStatic: Bool { origin == nil || origin == "CreateRoute" }
+
+    /// What the route points at when that is not an instance or interface (a gateway, NAT
+    /// gateway, peering connection): a route an operator pointed there is not a tunnel's.
+    public var gatewayTarget: String? {
+        if let gatewayId, gatewayId != "local" { return gatewayId }
+        return transitGatewayId ?? natGatewayId ?? vpcPeeringConnectionId
+    }
+
     /// Whether the route already sends traffic where `target` says. An instance route also
     /// shows the instance's primary interface, so a target by interface id matches it too.
     public func points(to target: RouteTarget) -> Bool {
@@ -65,7 +78,14 @@ public struct EC2RouteTable: Sendable, Hashable {
     public var associations: [EC2RouteTableAssociation]
     public var tags: [String: String]
 
-    public func route(to destination: String) -> EC2Route? { routes.first { $0.destination == destination } }
+    /// The static route to `destination`: the one Switchman manages. Propagated routes for
+    /// the same prefix are skipped whatever order AWS lists them in.
+    public func route(to destination: String) -> EC2Route? {
+        routes.first { $0.destination == destination && $0.isStatic }
+    }
+
+    /// Every route to `destination`, static or not.
+    public func routes(to destination: String) -> [EC2Route] { routes.filter { $0.destination == destination } }
 }
 
 public struct EC2Instance: Sendable, Hashable {
@@ -76,8 +96,34 @@ public struct EC2Instance: Sendable, Hashable {
     public var vpcId: String?
     public var availabilityZone: String?
     public var sourceDestCheck: Bool?
-    public var networkInterfaceIds: [String]
+    /// Interface ids with their device index, in the order AWS listed them (no promised order).
+    public var networkInterfaces: [EC2InstanceInterface]
     public var tags: [String: String]
+
+    public var networkInterfaceIds: [String] { networkInterfaces.map(\.id) }
+
+    /// The interface a route to this instance should name: the one at `deviceIndex` (0, the
+    /// primary, unless the tunnel says otherwise), chosen by index, never by listing order.
+    public func networkInterface(deviceIndex: Int = 0) -> String? {
+        let indexed = networkInterfaces.filter { $0.deviceIndex != nil }
+        if !indexed.isEmpty { return indexed.first { $0.deviceIndex == deviceIndex }?.id }
+        // An answer without device indexes (an emulator that leaves them out): the primary
+        // interface is the one holding the instance's primary private address.
+        guard deviceIndex == 0 else { return nil }
+        if networkInterfaces.count == 1 { return networkInterfaces[0].id }
+        return networkInterfaces.first { $0.privateIpAddress != nil && $0.privateIpAddress == privateIpAddress }?.id
+    }
+}
+
+public struct EC2InstanceInterface: Sendable, Hashable {
+    public var id: String
+    public var deviceIndex: Int?
+    public var privateIpAddress: String?
+    public init(id: String, deviceIndex: Int?, privateIpAddress: String? = nil) {
+        self.id = id
+        self.deviceIndex = deviceIndex
+        self.privateIpAddress = privateIpAddress
+    }
 }
 
 public struct EC2NetworkInterface: Sendable, Hashable {
@@ -122,13 +168,13 @@ public final class EC2Client: Sendable {
     ) {
         transport = AWSTransport(
             service: "ec2", signingRegion: configuration.region,
-            defaultEndpoint: Self.endpoint(region: configuration.region),
+            defaultEndpoint: Self.endpoint(region: configuration.region, fips: configuration.fips),
             configuration: configuration, credentials: credentials,
             httpClient: httpClient, limiter: rateLimiter, logger: logger)
     }
 
-    public static func endpoint(region: String) -> String {
-        region.hasPrefix("cn-") ? "https://ec2.\(region).amazonaws.com.cn" : "https://ec2.\(region).amazonaws.com"
+    public static func endpoint(region: String, fips: Bool = false) -> String {
+        AWSPartition.ec2Endpoint(region: region, fips: fips)
     }
 
     // MARK: route tables
@@ -201,6 +247,16 @@ public final class EC2Client: Sendable {
         try await Self.allPages { token in
             try await self.describeInstancesPage(filters: filters, nextToken: token, maxResults: pageSize, deadline: deadline)
         }
+    }
+
+    /// The instances with these ids (no filters): while an Availability Zone is impaired AWS
+    /// documents that DescribeInstances with filters can fail where a lookup by id still works.
+    public func describeInstances(ids: [String], deadline: NIODeadline? = nil) async throws -> [EC2Instance] {
+        guard !ids.isEmpty else { return [] }
+        var params: [(String, String)] = []
+        for (i, id) in ids.enumerated() { params.append(("InstanceId.\(i + 1)", id)) }
+        let root = try await call("DescribeInstances", params, idempotency: .safe, fencing: nil, deadline: deadline)
+        return root.items("reservationSet").flatMap { $0.items("instancesSet") }.compactMap(Self.instance)
     }
 
     public func describeInstancesPage(filters: [EC2Filter], nextToken: String?, maxResults: Int?,
@@ -333,7 +389,12 @@ public final class EC2Client: Sendable {
             subnetId: e.string("subnetId"), vpcId: e.string("vpcId"),
             availabilityZone: e.child("placement")?.string("availabilityZone"),
             sourceDestCheck: e.string("sourceDestCheck").map { $0 == "true" },
-            networkInterfaceIds: e.items("networkInterfaceSet").compactMap { $0.string("networkInterfaceId") },
+            networkInterfaces: e.items("networkInterfaceSet").compactMap { n in
+                n.string("networkInterfaceId").map {
+                    EC2InstanceInterface(id: $0, deviceIndex: n.child("attachment")?.string("deviceIndex").flatMap { Int($0) },
+                                         privateIpAddress: n.string("privateIpAddress"))
+                }
+            },
             tags: tags(e))
     }
 

@@ -54,6 +54,10 @@ public protocol RouteActuator: Sendable {
     /// Ensures every route; one outcome per route. Writes to different tables run in
     /// parallel within the rate budget. One failure does not stop the others.
     func ensureRoutes(_ routes: [DesiredRoute], fencing: FencingToken, deadline: NIODeadline) async throws -> [DesiredRoute: RouteEnsureOutcome]
+    /// Writes one route without reading its table first: the caller planned it from a read
+    /// it already made, and `exists` is what that read said about the static route. A table
+    /// that changed since is handled by falling over from replace to create (or back) once.
+    func writeRoute(_ route: DesiredRoute, exists: Bool, fencing: FencingToken, deadline: NIODeadline) async -> RouteEnsureOutcome
 }
 
 extension RouteActuator {
@@ -126,16 +130,29 @@ public final class AWSRouteActuator: RouteActuator {
         return outcomes
     }
 
+    public func writeRoute(_ route: DesiredRoute, exists: Bool, fencing: FencingToken, deadline: NIODeadline) async -> RouteEnsureOutcome {
+        await write(route, exists: exists, fencing: fencing, deadline: deadline)
+    }
+
+    /// Whether a ReplaceRoute failed because the table has no static route to replace. AWS
+    /// answers InvalidParameterValue ("There is no route defined for '…' in the route table.
+    /// Use CreateRoute instead."); InvalidRoute.NotFound is DeleteRoute's answer, accepted too.
+    static func isMissingRoute(_ error: AWSError) -> Bool {
+        if error.code == "InvalidRoute.NotFound" { return true }
+        return error.code == "InvalidParameterValue" && error.message.lowercased().contains("no route defined")
+    }
+
     /// Create if missing, replace if different. Each falls over to the other once when the
     /// table changed under us: RouteAlreadyExists (someone, or our own earlier attempt whose
-    /// answer got lost, created it) → replace; InvalidRoute.NotFound (deleted meanwhile) → create.
+    /// answer got lost, created it) → replace; no route to replace (deleted meanwhile, or only
+    /// a propagated one) → create.
     private func write(_ route: DesiredRoute, exists: Bool, fencing: FencingToken, deadline: NIODeadline) async -> RouteEnsureOutcome {
         let first: RouteEnsureOutcome = exists ? .replaced : .created
         let fallback: RouteEnsureOutcome = exists ? .created : .replaced
         do {
             do {
                 return try await perform(first, route, fencing, deadline)
-            } catch let error as AWSError where error.code == (exists ? "InvalidRoute.NotFound" : "RouteAlreadyExists") {
+            } catch let error as AWSError where exists ? Self.isMissingRoute(error) : error.code == "RouteAlreadyExists" {
                 logger.info("route changed under us, ensuring the other way", metadata: [
                     "route": "\(route)", "code": "\(error.code)", "requestID": "\(error.requestID ?? "none")",
                     "afterRetry": "\(error.attempt > 1)",

@@ -74,6 +74,41 @@ struct XMLParsingTests {
         </DescribeRouteTablesResponse>
         """
 
+    /// With VGW route propagation on, AWS lists a propagated route beside the static one for
+    /// the same prefix, in either order: the static one is the managed one, whatever the order.
+    @Test func propagatedRoutesAreNeverTheManagedOne() throws {
+        let propagated = "<item><destinationCidrBlock>172.16.0.0/16</destinationCidrBlock><gatewayId>vgw-0123456789abcdef0</gatewayId><state>active</state><origin>EnableVgwRoutePropagation</origin></item>"
+        let ours = "<item><destinationCidrBlock>172.16.0.0/16</destinationCidrBlock><instanceId>i-0123456789abcdef0</instanceId><networkInterfaceId>eni-0aaaabbbbccccdddd</networkInterfaceId><state>active</state><origin>CreateRoute</origin></item>"
+        for routes in [propagated + ours, ours + propagated, propagated] {
+            let xml = "<DescribeRouteTablesResponse><routeTableSet><item><routeTableId>rtb-1</routeTableId><routeSet>\(routes)</routeSet></item></routeTableSet></DescribeRouteTablesResponse>"
+            let t = try #require(try XMLElement.parse(Array(xml.utf8)).items("routeTableSet").compactMap(EC2Client.routeTable).first)
+            let managed = t.route(to: "172.16.0.0/16")
+            #expect(managed?.networkInterfaceId == (routes.contains("CreateRoute") ? "eni-0aaaabbbbccccdddd" : nil))
+            #expect(managed?.gatewayTarget == nil)
+            #expect(t.routes(to: "172.16.0.0/16").contains { $0.gatewayTarget == "vgw-0123456789abcdef0" && !$0.isStatic })
+        }
+    }
+
+    /// The interface a route names is chosen by device index, not by the listing order.
+    @Test func instanceInterfacesAreChosenByDeviceIndex() throws {
+        let primary = "<item><networkInterfaceId>eni-primary</networkInterfaceId><privateIpAddress>10.0.1.5</privateIpAddress><attachment><deviceIndex>0</deviceIndex></attachment></item>"
+        let second = "<item><networkInterfaceId>eni-second</networkInterfaceId><privateIpAddress>10.0.2.5</privateIpAddress><attachment><deviceIndex>1</deviceIndex></attachment></item>"
+        for set in [primary + second, second + primary] {
+            let xml = "<DescribeInstancesResponse><reservationSet><item><instancesSet><item><instanceId>i-1</instanceId><privateIpAddress>10.0.1.5</privateIpAddress><networkInterfaceSet>\(set)</networkInterfaceSet></item></instancesSet></item></reservationSet></DescribeInstancesResponse>"
+            let root = try XMLElement.parse(Array(xml.utf8))
+            let i = try #require(root.items("reservationSet").flatMap { $0.items("instancesSet") }.compactMap(EC2Client.instance).first)
+            #expect(i.networkInterface() == "eni-primary")
+            #expect(i.networkInterface(deviceIndex: 1) == "eni-second")
+            #expect(i.networkInterface(deviceIndex: 2) == nil)
+            // Without device indexes the primary is the interface with the instance's address.
+            let bare = set.replacingOccurrences(of: "<attachment><deviceIndex>0</deviceIndex></attachment>", with: "")
+                .replacingOccurrences(of: "<attachment><deviceIndex>1</deviceIndex></attachment>", with: "")
+            let root2 = try XMLElement.parse(Array(xml.replacingOccurrences(of: set, with: bare).utf8))
+            let i2 = try #require(root2.items("reservationSet").flatMap { $0.items("instancesSet") }.compactMap(EC2Client.instance).first)
+            #expect(i2.networkInterface() == "eni-primary")
+        }
+    }
+
     @Test func describeRouteTablesWithPagination() throws {
         let root = try XMLElement.parse(Array(Self.describeRouteTablesPage1.utf8))
         let tables = root.items("routeTableSet").compactMap(EC2Client.routeTable)
@@ -91,7 +126,9 @@ struct XMLParsingTests {
         #expect(!vpn.points(to: .instance("i-0ffffffffffffffff")))
         let v6 = try #require(t.route(to: "2001:db8:1234:1a00::/56"))
         #expect(v6.state == "blackhole")
-        #expect(t.route(to: "10.0.0.0/16")?.gatewayId == "local")
+        // The VPC's local route (origin CreateRouteTable) is listed but never ours to manage.
+        #expect(t.routes(to: "10.0.0.0/16").first?.gatewayId == "local")
+        #expect(t.route(to: "10.0.0.0/16") == nil)
         #expect(t.associations.first?.subnetId == "subnet-0123456789abcdef1")
         #expect(t.associations.first?.main == false)
 
