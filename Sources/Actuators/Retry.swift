@@ -98,3 +98,47 @@ public struct RetryPolicy: Sendable {
         return .nanoseconds(Int64(Double(capped) * min(max(jitter, 0), 1)))
     }
 }
+
+/// The SDKs' standard-mode retry quota: every retry spends from one pool per client, a
+/// success puts some back, so when AWS keeps throttling or failing, retries stop instead of
+/// multiplying the load on a budget the whole account shares (Terraform, other scripts).
+/// Figures as in the AWS SDKs' standard retry mode.
+public struct RetryQuota: Sendable, Equatable {
+    public static let initialCapacity = 500
+    public static let retryCost = 5
+    public static let timeoutRetryCost = 10
+    public static let successIncrement = 1
+
+    public private(set) var available: Int
+    public let capacity: Int
+
+    public init(capacity: Int = RetryQuota.initialCapacity) {
+        self.capacity = capacity
+        self.available = capacity
+    }
+
+    /// Takes the cost of one retry after `failure`; nil (nothing taken) when the pool cannot
+    /// pay for it. Throttling costs like any other retry: a throttled account is exactly when
+    /// extra attempts hurt.
+    public mutating func spend(for failure: FailureKind) -> Int? {
+        let cost = failure == .transport ? Self.timeoutRetryCost : Self.retryCost
+        guard available >= cost else { return nil }
+        available -= cost
+        return cost
+    }
+
+    /// A call succeeded: what its last retry took goes back, or, for a first-try success, a
+    /// small increment.
+    public mutating func succeeded(refunding cost: Int?) {
+        available = min(capacity, available + (cost ?? Self.successIncrement))
+    }
+}
+
+/// One `RetryQuota` shared by every call of one client.
+public actor RetryBudget {
+    public private(set) var quota: RetryQuota
+    public init(capacity: Int = RetryQuota.initialCapacity) { quota = RetryQuota(capacity: capacity) }
+    public func spend(for failure: FailureKind) -> Int? { quota.spend(for: failure) }
+    public func succeeded(refunding cost: Int?) { quota.succeeded(refunding: cost) }
+    public var available: Int { quota.available }
+}

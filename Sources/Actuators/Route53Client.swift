@@ -57,8 +57,11 @@ public final class Route53Client: Sendable {
         rateLimiter: RateLimiter = RateLimiter(),
         logger: Logger = Logger(label: "switchman.actuators.route53")
     ) {
+        // Route 53 is global within a partition: one endpoint, signed for one Region, whatever
+        // Region the configuration names (its partition picks which).
+        let home = AWSPartition(region: configuration.region).route53(fips: configuration.fips)
         transport = AWSTransport(
-            service: "route53", signingRegion: "us-east-1", defaultEndpoint: "https://route53.amazonaws.com",
+            service: "route53", signingRegion: home.signingRegion, defaultEndpoint: home.endpoint,
             configuration: configuration, credentials: credentials,
             httpClient: httpClient, limiter: rateLimiter, logger: logger)
     }

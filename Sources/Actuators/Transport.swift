@@ -4,6 +4,7 @@ import Logging
 import Metrics
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// Settings shared by the EC2 and Route 53 clients.
 public struct AWSClientConfiguration: Sendable {
@@ -15,14 +16,18 @@ public struct AWSClientConfiguration: Sendable {
     public var retry: RetryPolicy
     /// Used when the caller passes no deadline of its own.
     public var defaultCallTimeout: TimeAmount
+    /// FIPS 140 endpoints (where the service has them in the Region).
+    public var fips: Bool
 
     public init(
         region: String,
         endpointOverride: String? = nil,
         identity: CallerIdentity,
         retry: RetryPolicy = RetryPolicy(),
-        defaultCallTimeout: TimeAmount = .seconds(30)
+        defaultCallTimeout: TimeAmount = .seconds(30),
+        fips: Bool = false
     ) {
+        self.fips = fips
         self.region = region
         self.endpointOverride = endpointOverride
         self.identity = identity
@@ -48,6 +53,8 @@ struct AWSResponse: Sendable {
     var status: Int
     var requestID: String?
     var body: [UInt8]
+    /// The response's `Date` header: AWS's clock, for measuring our skew.
+    var date: String? = nil
 }
 
 /// Signs, rate-limits, sends and retries. One per service per process.
@@ -63,13 +70,22 @@ final class AWSTransport: Sendable {
     let signer: SigV4Signer
     let logger: Logger
     let jitter: @Sendable () -> Double
+    /// Shared by every call of this client (the SDKs' standard retry mode).
+    let retryBudget = RetryBudget()
+    /// Seconds to add to our clock when signing: AWS refuses a signature more than 5 minutes
+    /// off its own clock, so a skew measured from its `Date` header is corrected here.
+    let clockOffset = Mutex<Double>(0)
+    /// Where our clock is read; a test sets it to a skewed one.
+    let clock: @Sendable () -> Date
 
     init(
         service: String, signingRegion: String, defaultEndpoint: String,
         configuration: AWSClientConfiguration, credentials: any CredentialsSource,
         httpClient: HTTPClient, limiter: RateLimiter, logger: Logger,
-        jitter: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
+        jitter: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
+        clock: @escaping @Sendable () -> Date = { Date() }
     ) {
+        self.clock = clock
         self.service = service
         self.signingRegion = signingRegion
         var endpoint = configuration.endpointOverride ?? defaultEndpoint
@@ -100,6 +116,9 @@ final class AWSTransport: Sendable {
         let dims = [("service", service), ("action", op.action)]
         var attempt = 0
         var lastError: String?
+        // What the last retry took from the quota, refunded when the call succeeds.
+        var retryCost: Int? = nil
+        var skewCorrected = false
         while true {
             attempt += 1
             if NIODeadline.now() >= deadline {
@@ -118,10 +137,23 @@ final class AWSTransport: Sendable {
                 let response = try await attemptOnce(op, deadline: min(deadline, started + configuration.retry.attemptTimeout))
                 Timer(label: "switchman_aws_request_duration_seconds", dimensions: dims)
                     .recordNanoseconds((NIODeadline.now() - started).nanoseconds)
-                if (200..<300).contains(response.status) { return response }
+                if (200..<300).contains(response.status) {
+                    await retryBudget.succeeded(refunding: retryCost)
+                    return response
+                }
                 var error = AWSError.parse(service: service, action: op.action, status: response.status,
                                            body: response.body, headerRequestID: response.requestID)
                 error.attempt = attempt
+                // A refused signature because our clock is off: correct by what AWS's clock
+                // says and try again at once, once per call; it is not a failure of AWS.
+                if !skewCorrected, Self.clockSkewCodes.contains(error.code), let skew = measureSkew(response.date) {
+                    skewCorrected = true
+                    logger.warning("AWS refused the request's time; correcting the signing clock", metadata: [
+                        "service": "\(service)", "action": "\(op.action)", "code": "\(error.code)",
+                        "requestID": "\(error.requestID ?? "none")", "skewSeconds": "\(Int(skew.rounded()))",
+                    ])
+                    continue
+                }
                 Counter(label: "switchman_aws_errors_total", dimensions: dims + [("code", error.code)]).increment()
                 logger.warning("AWS error", metadata: [
                     "service": "\(service)", "action": "\(op.action)", "code": "\(error.code)",
@@ -161,6 +193,14 @@ final class AWSTransport: Sendable {
             case .giveUp:
                 throw finalError
             case .retry(let delay):
+                guard let cost = await retryBudget.spend(for: failure) else {
+                    Counter(label: "switchman_aws_retry_quota_exhausted_total", dimensions: dims).increment()
+                    logger.warning("not retrying: the retry quota is spent (AWS keeps failing or throttling)", metadata: [
+                        "service": "\(service)", "action": "\(op.action)", "attempt": "\(attempt)",
+                    ])
+                    throw finalError
+                }
+                retryCost = cost
                 Counter(label: "switchman_aws_retries_total", dimensions: dims).increment()
                 try await Task.sleep(nanoseconds: UInt64(max(0, delay.nanoseconds)))
             }
@@ -175,7 +215,7 @@ final class AWSTransport: Sendable {
         var signable = SigV4Request(method: op.method.rawValue, path: op.path, query: op.query,
                                     headers: [("Host", host)] + op.headers, body: op.body)
         // Signed per attempt: x-amz-date must be fresh, and credentials may have rotated.
-        signer.sign(&signable, credentials: creds, date: Date())
+        signer.sign(&signable, credentials: creds, date: clock().addingTimeInterval(clockOffset.withLock { $0 }))
         let query = signable.encodedQuery
         var request = HTTPClientRequest(url: endpoint + signable.encodedPath + (query.isEmpty ? "" : "?" + query))
         request.method = op.method
@@ -190,6 +230,36 @@ final class AWSTransport: Sendable {
         let response = try await http.execute(request, deadline: deadline)
         let body = try await response.body.collect(upTo: 16 * 1024 * 1024)
         let requestID = response.headers.first(name: "x-amzn-RequestId") ?? response.headers.first(name: "x-amz-request-id")
-        return AWSResponse(status: Int(response.status.code), requestID: requestID, body: Array(buffer: body))
+        return AWSResponse(status: Int(response.status.code), requestID: requestID, body: Array(buffer: body),
+                           date: response.headers.first(name: "Date"))
+    }
+
+    /// The codes AWS answers a signature whose time is too far from its own with (the set the
+    /// SDKs treat as clock skew).
+    static let clockSkewCodes: Set<String> = [
+        "RequestTimeTooSkewed", "RequestExpired", "RequestInTheFuture", "InvalidSignatureException",
+        "SignatureDoesNotMatch", "AuthFailure",
+    ]
+
+    /// Sets the signing offset from AWS's `Date` header when our clock is off by more than a
+    /// minute (AWS allows five); returns the skew in seconds, or nil when there is nothing to
+    /// correct (no header, or the clocks agree, so the refusal has another cause).
+    func measureSkew(_ header: String?) -> Double? {
+        guard let header, let server = Self.httpDate(header) else { return nil }
+        let skew = server.timeIntervalSince(clock())
+        let current = clockOffset.withLock { $0 }
+        guard abs(skew - current) > 60 else { return nil }
+        clockOffset.withLock { $0 = skew }
+        Gauge(label: "switchman_aws_clock_skew_seconds", dimensions: [("service", service)]).record(skew)
+        return skew
+    }
+
+    /// RFC 7231 IMF-fixdate, as AWS sends it: `Sun, 06 Dec 2026 21:33:14 GMT`.
+    static func httpDate(_ text: String) -> Date? {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "GMT")
+        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        return f.date(from: text)
     }
 }
