@@ -104,6 +104,14 @@ final class FakeAWS: Sendable {
                 return out
             }
         }
+
+        func writeRoute(_ route: DesiredRoute, exists: Bool, fencing: FencingToken, deadline: NIODeadline) async -> RouteEnsureOutcome {
+            do {
+                return try await ensureRoutes([route], fencing: fencing, deadline: deadline)[route] ?? .unchanged
+            } catch {
+                return .failed(error)
+            }
+        }
     }
 
     struct FakeDNS: DNSActuator {

@@ -147,10 +147,15 @@ public struct AdminView: Sendable {
         // The last intent and outcome per route, newest last.
         var lastIntent: [RouteKey: Event] = [:]
         var outcomes: [FencingToken: Event] = [:]
+        // Why the leader last chose not to write a route, unless it wrote it since.
+        var notWritten: [RouteKey: String] = [:]
         for e in state.events.events {
             switch e.kind {
-            case .intent(_, .route(let key, _)): lastIntent[key] = e
+            case .intent(_, .route(let key, _)):
+                lastIntent[key] = e
+                notWritten[key] = nil
             case .outcome(let token, _, _, _): outcomes[token] = e
+            case .routeNotWritten(let key, let reason): notWritten[key] = reason
             default: break
             }
         }
@@ -168,7 +173,8 @@ public struct AdminView: Sendable {
             return AdminRoute(
                 routeTable: p.key.routeTable, destination: p.key.destination.description, region: p.region ?? config.aws.region,
                 desired: p.target?.tunnel, desiredENI: p.target?.eniId, actual: state.routeTargets[p.key]?.tunnel,
-                reason: Self.reason(p.reason), alert: p.alert.map { _ in "no qualified candidate" }, lastWrite: write)
+                reason: notWritten[p.key].map { "not written: \($0)" } ?? Self.reason(p.reason),
+                alert: p.alert.map { _ in "no qualified candidate" }, lastWrite: write)
         }
     }
 
@@ -179,6 +185,8 @@ public struct AdminView: Sendable {
         case .failover(let s): return "failover (\(skipped(s)))"
         case .keptCurrent(let s): return "kept current target, no candidate qualifies (\(skipped(s)))"
         case .noTarget(let s): return "no target known, route left alone (\(skipped(s)))"
+        case .leftAlone(let s, let pointsAt):
+            return "points at \(pointsAt), not a tunnel: left alone while no candidate qualifies (\(skipped(s)))"
         }
     }
 
@@ -202,6 +210,8 @@ public struct AdminView: Sendable {
             (kind, tunnel, text) = ("outcome", nil, "outcome \(token): \(success ? "ok" : "failed") \(detail)\(requestId.isEmpty ? "" : " [request id \(requestId)]")")
         case .outcomeWithoutIntent(let token, let success): (kind, tunnel, text) = ("outcomeWithoutIntent", nil, "outcome \(token) (\(success ? "ok" : "failed")) without a pending intent")
         case .intentAbandoned(let token): (kind, tunnel, text) = ("intentAbandoned", nil, "intent \(token) abandoned by a newer term")
+        case .routeNotWritten(let key, let reason):
+            (kind, tunnel, text) = ("routeNotWritten", nil, "route \(key) not written: \(reason)")
         case .policyChanged(let p):
             (kind, tunnel, text) = ("policyChanged", nil, "policy: fall \(p.fall), rise \(p.rise), TTL \(p.observationTTLMillis) ms, hold-down \(p.failbackHoldDownMillis) ms, auto failback \(p.autoFailback)")
         }

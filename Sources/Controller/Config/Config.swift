@@ -2,6 +2,8 @@ import Foundation
 
 /// The controller's configuration, as read from YAML by `ConfigLoader`. The schema, its
 /// defaults and every validation are described in docs/CONFIG.md.
+import Actuators
+
 public struct SwitchmanConfig: Sendable, Equatable {
     public var cluster: ClusterConfig
     public var tls: TLSConfig
@@ -80,9 +82,28 @@ public struct TLSConfig: Sendable, Equatable {
 public struct AWSConfig: Sendable, Equatable {
     /// The default region of tunnels and routes that name none.
     public var region: String
-    /// An endpoint override (moto in tests, a VPC endpoint in production).
+    /// An endpoint override for every service and Region (moto in tests).
     public var endpoint: String?
     public var profile: String?
+    /// Overrides per service and per Region (a VPC interface endpoint in production); they
+    /// win over `endpoint`.
+    public var endpoints: EndpointOverrides = EndpointOverrides()
+    /// FIPS endpoints for EC2 and Route 53.
+    public var fips: Bool = false
+    /// How long EC2 reads may still show a route as it was before our write (AWS is
+    /// eventually consistent): within it a read that disagrees with what we just wrote is
+    /// not answered with another write.
+    public var consistencyWindow: Duration = .seconds(5)
+
+    public init(region: String, endpoint: String? = nil, profile: String? = nil) {
+        self.region = region
+        self.endpoint = endpoint
+        self.profile = profile
+    }
+
+    /// Where EC2 calls for `region` go, nil for AWS's public endpoint.
+    public func ec2Endpoint(region: String) -> String? { endpoints.ec2ByRegion[region] ?? endpoints.ec2 ?? endpoint }
+    public var route53Endpoint: String? { endpoints.route53 ?? endpoint }
 }
 
 public struct TunnelConfig: Sendable, Equatable {
@@ -151,6 +172,9 @@ public enum ProbeRequirement: String, Sendable, Hashable {
 public struct InstanceSelector: Sendable, Equatable {
     public var tagKey: String
     public var tagValue: String
+    /// Which of the instance's interfaces routes point at: the primary (0) unless the VPN
+    /// instance forwards on another one.
+    public var deviceIndex: Int = 0
 }
 
 public struct DNSRecordConfig: Sendable, Equatable {

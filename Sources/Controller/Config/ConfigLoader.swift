@@ -1,3 +1,4 @@
+import Actuators
 import Foundation
 import Yams
 
@@ -357,19 +358,56 @@ struct ConfigReader {
     }
 
     mutating func readAWS(_ at: Located) -> AWSConfig? {
-        guard let f = fields(at, allowed: ["region", "endpoint", "profile"], required: ["region"]) else { return nil }
+        guard let f = fields(at, allowed: ["region", "endpoint", "endpoints", "profile", "fips", "consistencyWindow"],
+                             required: ["region"]) else { return nil }
         let region = region(f["region"])
-        var endpoint: String?
-        if let endpointAt = f["endpoint"], let text = string(endpointAt) {
-            if let url = URL(string: text), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil {
-                endpoint = text
-            } else {
-                error(endpointAt, "expected an http(s) URL like http://127.0.0.1:5000, got \"\(text)\"")
+        let endpoint = url(f["endpoint"])
+        let profile = string(f["profile"])
+        var endpoints = EndpointOverrides()
+        if let at = f["endpoints"], let e = fields(at, allowed: ["ec2", "route53", "regions"], required: []) {
+            endpoints.ec2 = url(e["ec2"])
+            endpoints.route53 = url(e["route53"])
+            if let regionsAt = e["regions"] { endpoints.ec2ByRegion = regionEndpoints(regionsAt) }
+        }
+        let fips = bool(f["fips"]) ?? false
+        let window = duration(f["consistencyWindow"])
+        guard let region else { return nil }
+        if fips {
+            for r in Set([region] + Array(endpoints.ec2ByRegion.keys)) where !AWSPartition.hasEC2FIPS(region: r) {
+                error(f["fips"] ?? at, "EC2 has no FIPS endpoint in \(r) (only US, Canada and GovCloud Regions do)")
             }
         }
-        let profile = string(f["profile"])
-        guard let region else { return nil }
-        return AWSConfig(region: region, endpoint: endpoint, profile: profile)
+        var aws = AWSConfig(region: region, endpoint: endpoint, profile: profile)
+        aws.endpoints = endpoints
+        aws.fips = fips
+        if let window { aws.consistencyWindow = window }
+        return aws
+    }
+
+    mutating func url(_ at: Located?) -> String? {
+        guard let at, let text = string(at) else { return nil }
+        if let url = URL(string: text), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil {
+            return text
+        }
+        error(at, "expected an http(s) URL like http://127.0.0.1:5000, got \"\(text)\"")
+        return nil
+    }
+
+    /// `regions: {us-west-2: {ec2: URL}}`.
+    mutating func regionEndpoints(_ at: Located) -> [String: String] {
+        guard case .mapping(let mapping) = at.node else {
+            error(at, "expected a mapping of Region to endpoints, like us-west-2: {ec2: https://…}, got \(Self.describe(at.node))")
+            return [:]
+        }
+        var out: [String: String] = [:]
+        for (keyNode, valueNode) in mapping {
+            guard case .scalar(let key) = keyNode else { continue }
+            let keyAt = Located(node: keyNode, path: at.child(key.string))
+            guard let name = region(keyAt) else { continue }
+            let valueAt = Located(node: valueNode, path: at.child(key.string))
+            if let e = fields(valueAt, allowed: ["ec2"], required: ["ec2"]), let u = url(e["ec2"]) { out[name] = u }
+        }
+        return out
     }
 
     mutating func readTunnels(_ at: Located) -> [LocatedValue<TunnelConfig>]? {
@@ -391,9 +429,10 @@ struct ConfigReader {
             }
             let region = region(f["region"])
             var selector: InstanceSelector?
-            if let instanceAt = f["instance"], let i = fields(instanceAt, allowed: ["tagKey", "tagValue"], required: ["tagKey", "tagValue"]) {
+            if let instanceAt = f["instance"], let i = fields(instanceAt, allowed: ["tagKey", "tagValue", "deviceIndex"], required: ["tagKey", "tagValue"]) {
                 if let key = string(i["tagKey"]), let value = string(i["tagValue"]) {
                     selector = InstanceSelector(tagKey: key, tagValue: value)
+                    if let index = int(i["deviceIndex"], min: 0, max: 31) { selector?.deviceIndex = index }
                     let identity = "\(region ?? "")\u{0}\(key)\u{0}\(value)"
                     if let earlier = firstSelector[identity] {
                         error(instanceAt, "tag \(key)=\(value) already selects the instance of \(earlier.path) (line \(earlier.line)); two tunnels cannot share a VPN instance")

@@ -31,6 +31,10 @@ public enum PlanReason: Sendable, Hashable {
     case keptCurrent(skipped: [SkippedCandidate])
     /// No candidate qualifies and the current target is unknown: leave the route alone.
     case noTarget(skipped: [SkippedCandidate])
+    /// No candidate qualifies and the route points at something that is not a tunnel (a
+    /// transit gateway, VGW, NAT gateway or peering connection an operator chose as a last
+    /// resort): it is theirs, leave it.
+    case leftAlone(skipped: [SkippedCandidate], pointsAt: String)
 }
 
 public enum RouteAlert: Sendable, Hashable {
@@ -52,11 +56,15 @@ public struct PlannedRoute: Sendable, Hashable {
 public enum Planner {
     /// - Parameter current: targets read back from the real route tables, when the caller has
     ///   them; otherwise the last successful write recorded in the state stands in.
-    public static func plan(state: FailoverState, routes: [RouteConfig], current: [RouteKey: RouteTarget] = [:]) -> [PlannedRoute] {
-        routes.map { plan(route: $0, state: state, current: current) }
+    ///   `foreign`: routes read back pointing at a gateway rather than an instance or
+    ///   interface, with what they point at.
+    public static func plan(state: FailoverState, routes: [RouteConfig], current: [RouteKey: RouteTarget] = [:],
+                            foreign: [RouteKey: String] = [:]) -> [PlannedRoute] {
+        routes.map { plan(route: $0, state: state, current: current, foreign: foreign) }
     }
 
-    public static func plan(route: RouteConfig, state: FailoverState, current: [RouteKey: RouteTarget] = [:]) -> PlannedRoute {
+    public static func plan(route: RouteConfig, state: FailoverState, current: [RouteKey: RouteTarget] = [:],
+                            foreign: [RouteKey: String] = [:]) -> PlannedRoute {
         let key = RouteKey(routeTable: route.routeTable, destination: route.destination)
         var skipped: [SkippedCandidate] = []
         for name in route.candidates {
@@ -70,6 +78,10 @@ public enum Planner {
             return PlannedRoute(
                 key: key, region: route.region, target: target,
                 reason: skipped.isEmpty ? .preferred : .failover(skipped: skipped), alert: nil)
+        }
+        if let pointsAt = foreign[key] {
+            return PlannedRoute(key: key, region: route.region, target: nil,
+                                reason: .leftAlone(skipped: skipped, pointsAt: pointsAt), alert: .noQualifiedCandidate)
         }
         // Never blackhole: a route that points at a dead tunnel may still work (the probes may
         // be what is broken); a deleted or re-pointed-at-nothing route certainly does not.

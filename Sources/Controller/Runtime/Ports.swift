@@ -122,7 +122,11 @@ public struct EC2InstanceDirectory: InstanceDirectory {
                             out[tunnel.name] = .success(self.choose(among: mine, for: tunnel, known: known[tunnel.name]))
                         }
                     } catch {
-                        for tunnel in batch.tunnels { out[tunnel.name] = .failure(error) }
+                        // AWS documents that while an Availability Zone is impaired a filtered
+                        // DescribeInstances can fail outright: the instances we know are still
+                        // looked up by id, so the tunnels of healthy zones keep their identity
+                        // checked and a replacement elsewhere is still noticed next pass.
+                        out = await self.byKnownIDs(batch.tunnels, known: known, ec2: ec2, failure: error, deadline: deadline)
                     }
                     return out
                 }
@@ -133,6 +137,35 @@ public struct EC2InstanceDirectory: InstanceDirectory {
         }
     }
 
+    /// The fallback when the filtered lookup failed: the known instances by id. A known
+    /// instance that still runs and still carries the tag keeps its identity; the others (and
+    /// tunnels with no known instance) report the original failure, so nothing is dropped.
+    func byKnownIDs(_ tunnels: [TunnelConfig], known: [String: InstanceIdentity], ec2: EC2Client,
+                    failure: any Error, deadline: NIODeadline) async -> [String: Result<InstanceIdentity?, any Error>] {
+        var out: [String: Result<InstanceIdentity?, any Error>] = [:]
+        for tunnel in tunnels { out[tunnel.name] = .failure(failure) }
+        let ids = Array(Set(tunnels.compactMap { known[$0.name]?.instanceId })).sorted()
+        guard !ids.isEmpty else { return out }
+        do {
+            let found = try await ec2.describeInstances(ids: ids, deadline: deadline)
+            for tunnel in tunnels {
+                guard let id = known[tunnel.name]?.instanceId,
+                      let instance = found.first(where: { $0.id == id }), instance.state == "running",
+                      instance.tags[tunnel.instance.tagKey] == tunnel.instance.tagValue
+                else { continue }
+                out[tunnel.name] = .success(choose(among: [instance], for: tunnel, known: known[tunnel.name]))
+            }
+            logger.warning("instance lookup by tag failed; kept the known instances by id", metadata: [
+                "tunnels": "\(tunnels.map(\.name).sorted())", "error": "\(failure)",
+            ])
+        } catch {
+            logger.warning("instance lookup by tag and by id both failed", metadata: [
+                "tunnels": "\(tunnels.map(\.name).sorted())", "byTag": "\(failure)", "byID": "\(error)",
+            ])
+        }
+        return out
+    }
+
     /// EC2 takes up to 200 values in one filter.
     static let maxFilterValues = 200
 
@@ -140,7 +173,16 @@ public struct EC2InstanceDirectory: InstanceDirectory {
     /// lowest id, so every leader picks the same.
     func choose(among found: [EC2Instance], for tunnel: TunnelConfig, known: InstanceIdentity?) -> InstanceIdentity? {
         let candidates = found.compactMap { i -> InstanceIdentity? in
-            guard let eni = i.networkInterfaceIds.first, let ip = i.privateIpAddress else { return nil }
+            // By device index, never by position: AWS lists an instance's interfaces in no
+            // promised order, and a route must not move because an answer came back shuffled.
+            guard let eni = i.networkInterface(deviceIndex: tunnel.instance.deviceIndex), let ip = i.privateIpAddress else {
+                if i.privateIpAddress != nil {
+                    logger.warning("instance has no network interface at the tunnel's device index", metadata: [
+                        "tunnel": "\(tunnel.name)", "instance": "\(i.id)", "deviceIndex": "\(tunnel.instance.deviceIndex)",
+                    ])
+                }
+                return nil
+            }
             return InstanceIdentity(instanceId: i.id, eniId: eni, privateIP: ip)
         }
         if let known, let same = candidates.first(where: { $0.instanceId == known.instanceId }) { return same }

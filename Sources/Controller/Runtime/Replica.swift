@@ -71,6 +71,17 @@ public actor ControllerReplica: Service {
     private var ledSince: ContinuousClock.Instant = .now
     /// Routes whose last write failed, and when to try again.
     private var backoff: [RouteKey: (attempts: Int, next: ContinuousClock.Instant)] = [:]
+    /// The last write that succeeded per route: EC2 reads lag writes, so within the
+    /// consistency window a read that still shows the old target is not answered with
+    /// another write (at most one duplicate per window when the lag is longer).
+    private var recentWrites: [RouteKey: (eni: String, at: ContinuousClock.Instant)] = [:]
+    /// Why a route was last recorded as not written, so each reason enters the log once.
+    private var notWrittenReported: [RouteKey: String] = [:]
+    /// A blackhole on a route's desired target is evidence that the instance behind it is
+    /// gone: the next leader pass looks the instances up again instead of waiting.
+    private var rediscoverRequested = false
+    /// Route writes in flight per Region at most; EC2's token buckets bound the rate.
+    static let maxConcurrentWritesPerRegion = 16
 
     private let writes = Counter(label: "switchman_aws_writes_total")
     private let writeFailures = Counter(label: "switchman_aws_write_failures_total")
@@ -282,6 +293,8 @@ public actor ControllerReplica: Service {
                 ledSince = .now
                 stampBase = nil
                 backoff = [:]
+                recentWrites = [:]
+                notWrittenReported = [:]
                 logger.notice("leading; writes wait out the lock-delay", metadata: [
                     "term": "\(status.term)", "lockDelay": "\(timing.lockDelay)",
                 ])
@@ -298,8 +311,10 @@ public actor ControllerReplica: Service {
                 continue
             }
             let changes = machine.instanceChanges
-            if lastDiscovery.map({ ContinuousClock.now - $0 >= timing.discoveryInterval }) ?? true || changes != seenInstanceChanges {
+            if lastDiscovery.map({ ContinuousClock.now - $0 >= timing.discoveryInterval }) ?? true || changes != seenInstanceChanges
+                || rediscoverRequested {
                 lastDiscovery = .now
+                rediscoverRequested = false
                 await discoverInstances()
                 seenInstanceChanges = machine.instanceChanges
             }
@@ -424,6 +439,8 @@ public actor ControllerReplica: Service {
         guard ContinuousClock.now - ledSince >= timing.lockDelay else { return }
         let state = machine.state
         let byRegion = Dictionary(grouping: config.routes) { $0.region ?? config.aws.region }
+        // The static route per managed key (propagated routes for the same prefix are never
+        // ours), and the tables that could be read at all.
         var actual: [RouteKey: EC2Route] = [:]
         var tablesRead = Set<String>()
         for (region, routes) in byRegion {
@@ -444,9 +461,12 @@ public actor ControllerReplica: Service {
                 logger.warning("route tables could not be read", metadata: ["region": "\(region)", "error": "\(error)"])
             }
         }
-        // What the routes point at now, named by tunnel where the ENI or instance is known.
+        // What the routes point at now, named by tunnel where the ENI or instance is known;
+        // routes pointed at a gateway are someone else's choice.
         var current: [RouteKey: Controller.RouteTarget] = [:]
+        var foreign: [RouteKey: String] = [:]
         for (key, route) in actual {
+            if let gateway = route.gatewayTarget { foreign[key] = gateway }
             for (name, t) in state.tunnels {
                 guard let identity = t.identity else { continue }
                 if route.networkInterfaceId == identity.eniId || route.instanceId == identity.instanceId {
@@ -454,36 +474,100 @@ public actor ControllerReplica: Service {
                 }
             }
         }
-        let plan = Planner.plan(state: state, routes: config.routes, current: current)
-        var todo: [(PlannedRoute, String)] = []
-        for p in plan {
-            guard let target = p.target, tablesRead.contains(p.key.routeTable) else { continue }
+        let plan = Planner.plan(state: state, routes: config.routes, current: current, foreign: foreign)
+        var todo: [String: [(PlannedRoute, exists: Bool)]] = [:]
+        for p in plan where tablesRead.contains(p.key.routeTable) {
+            guard let target = p.target else {
+                if case .leftAlone(_, let pointsAt) = p.reason {
+                    await reportNotWritten(p.key, "points at \(pointsAt), not a tunnel, and no candidate qualifies: left alone")
+                }
+                continue
+            }
             let now = actual[p.key]
-            if let now, now.networkInterfaceId == target.eniId, now.state != "blackhole" { continue }
+            if let now, now.networkInterfaceId == target.eniId {
+                if now.state == "blackhole" {
+                    // Writing the same interface again cannot help and would only add an
+                    // intent and an outcome every pass: the instance behind it is gone or
+                    // stopped. Say so once and look the instances up again.
+                    if await reportNotWritten(p.key, "its target \(target.eniId) (\(target.tunnel), \(target.instanceId)) is a blackhole: the interface or its instance is gone or stopped") {
+                        rediscoverRequested = true
+                    }
+                } else {
+                    notWrittenReported[p.key] = nil
+                }
+                continue
+            }
+            if let recent = recentWrites[p.key], recent.eni == target.eniId,
+               ContinuousClock.now - recent.at < config.aws.consistencyWindow {
+                Counter(label: "switchman_route_reads_behind_write_total").increment()
+                continue
+            }
             if let b = backoff[p.key], ContinuousClock.now < b.next { continue }
-            todo.append((p, p.region ?? config.aws.region))
+            todo[p.region ?? config.aws.region, default: []].append((p, exists: now != nil))
         }
         guard !todo.isEmpty else { return }
-        await withTaskGroup(of: Void.self) { group in
-            for (p, region) in todo {
-                guard let target = p.target, let ec2 = actuators.routes(region) else { continue }
-                group.addTask {
-                    let desired = DesiredRoute(
-                        routeTableId: p.key.routeTable, destination: p.key.destination.description,
-                        target: .networkInterface(target.eniId))
-                    let result = await self.actuate(.route(p.key, target: target), term: term) { token, deadline in
-                        let outcome = try await ec2.ensureRoute(desired, fencing: token, deadline: deadline)
-                        if case .failed(let error) = outcome { throw error }
-                        return "\(outcome)"
-                    }
-                    await self.noteResult(p.key, result)
-                    if result == .written, let detected = Self.detection(of: p, in: state) {
-                        let millis = self.wallClock() >= detected.millis ? self.wallClock() - detected.millis : 0
-                        Timer(label: "switchman_failover_detection_to_write_seconds").recordMilliseconds(millis)
+        await withTaskGroup(of: Void.self) { regions in
+            for (region, routes) in todo {
+                guard let ec2 = actuators.routes(region) else { continue }
+                regions.addTask {
+                    await Self.bounded(routes, width: Self.maxConcurrentWritesPerRegion) { item in
+                        await self.writeRoute(item.0, exists: item.exists, ec2: ec2, term: term, state: state)
                     }
                 }
             }
         }
+    }
+
+    /// Runs `body` for every item, at most `width` at a time.
+    static func bounded<T: Sendable>(_ items: [T], width: Int, _ body: @escaping @Sendable (T) async -> Void) async {
+        await withTaskGroup(of: Void.self) { group in
+            var pending = items[...]
+            for _ in 0..<max(1, width) {
+                guard let next = pending.popFirst() else { break }
+                group.addTask { await body(next) }
+            }
+            while await group.next() != nil {
+                guard let next = pending.popFirst() else { continue }
+                group.addTask { await body(next) }
+            }
+        }
+    }
+
+    /// One route write, planned from the read this pass made (no second read per table).
+    private func writeRoute(_ p: PlannedRoute, exists: Bool, ec2: any RouteActuator, term: UInt64, state: FailoverState) async {
+        guard let target = p.target else { return }
+        let desired = DesiredRoute(
+            routeTableId: p.key.routeTable, destination: p.key.destination.description, target: .networkInterface(target.eniId))
+        let result = await actuate(.route(p.key, target: target), term: term) { token, deadline in
+            let outcome = await ec2.writeRoute(desired, exists: exists, fencing: token, deadline: deadline)
+            if case .failed(let error) = outcome { throw error }
+            return "\(outcome)"
+        }
+        noteResult(p.key, result)
+        if result == .written {
+            recentWrites[p.key] = (target.eniId, .now)
+            notWrittenReported[p.key] = nil
+            if let detected = Self.detection(of: p, in: state) {
+                let millis = wallClock() >= detected.millis ? wallClock() - detected.millis : 0
+                Timer(label: "switchman_failover_detection_to_write_seconds").recordMilliseconds(millis)
+            }
+        }
+    }
+
+    /// Records, once per route and reason, that the leader chose not to write a route.
+    /// Returns whether this was the first time for this reason.
+    @discardableResult
+    private func reportNotWritten(_ key: RouteKey, _ reason: String) async -> Bool {
+        guard notWrittenReported[key] != reason else { return false }
+        notWrittenReported[key] = reason
+        logger.warning("route not written", metadata: ["route": "\(key)", "reason": "\(reason)"])
+        do {
+            try await proposeAsLeader(.routeNotWritten(key, reason: reason))
+        } catch {
+            notWrittenReported[key] = nil
+            logger.debug("route-not-written record not committed", metadata: ["route": "\(key)", "error": "\(error)"])
+        }
+        return true
     }
 
     /// When the failure that moved this route was agreed: the latest "down" of a candidate
@@ -505,7 +589,13 @@ public actor ControllerReplica: Service {
         /// Not attempted, or no answer in time (no lease, leadership lost, deadline): tried
         /// again on the next pass.
         case notDone
+        /// AWS does not know the target yet (a just-created interface or instance answers
+        /// NotFound for a while): tried again shortly, without the permanent-error backoff.
+        case notYetVisible
     }
+
+    /// NotFound answers about an id that may only be new: EC2 is eventually consistent.
+    static let eventuallyConsistentCodes: Set<String> = ["InvalidNetworkInterfaceID.NotFound", "InvalidInstanceID.NotFound"]
 
     private func noteResult(_ key: RouteKey, _ result: ActuationResult) {
         switch result {
@@ -516,6 +606,8 @@ public actor ControllerReplica: Service {
             backoff[key] = (attempts, .now + .seconds(min(30, 1 << min(attempts, 5))))
         case .notDone:
             break
+        case .notYetVisible:
+            backoff[key] = (backoff[key]?.attempts ?? 0, .now + .seconds(1))
         }
     }
 
@@ -539,6 +631,7 @@ public actor ControllerReplica: Service {
         let token = FencingToken(term: position.term, index: position.index)
         var success = false
         var refused = false
+        var notVisible = false
         var detail: String
         var requestID = ""
         let fenceNow: Fence = position.term != term ? .closed(reason: "intent in another term") : await fence(term: term)
@@ -563,12 +656,18 @@ public actor ControllerReplica: Service {
                     requestID = aws.requestID ?? ""
                     // Throttling and 5xx pass: the next reconcile tries again at once (the
                     // token bucket paces it), so the routes converge as soon as AWS recovers.
-                    refused = RetryPolicy.classify(aws) == .client
+                    notVisible = Self.eventuallyConsistentCodes.contains(aws.code)
+                    refused = RetryPolicy.classify(aws) == .client && !notVisible
                 }
                 if case AWSClientError.deadlineExceeded(_, attempts: 0, _) = error {
                     // The lease ran out between the fence and the send (a paused process, a
                     // slow credential refresh): no request left, so nothing stale can land.
                     blocked(write, term: term, reason: "lease ended before sending")
+                } else if Self.isAmbiguous(error) {
+                    // A request left and no answer came in time: AWS may apply it, even later.
+                    // The next read says which; the outcome entry says we do not know.
+                    detail = "ambiguous, no answer in time (the next read decides): \(error)"
+                    logger.warning("AWS write ambiguous", metadata: ["write": "\(write)", "token": "\(token)", "error": "\(error)"])
                 } else {
                     logger.error("AWS write failed", metadata: ["write": "\(write)", "token": "\(token)", "error": "\(error)"])
                 }
@@ -581,6 +680,16 @@ public actor ControllerReplica: Service {
             // what actually happened.
             logger.debug("outcome not committed", metadata: ["token": "\(token)", "error": "\(error)"])
         }
-        return success ? .written : (refused ? .refused : .notDone)
+        if success { return .written }
+        return refused ? .refused : (notVisible ? .notYetVisible : .notDone)
+    }
+
+    /// Whether a failed write may still have been applied: it was sent and no answer came.
+    static func isAmbiguous(_ error: any Error) -> Bool {
+        switch error {
+        case AWSClientError.deadlineExceeded(_, let attempts, _): return attempts > 0
+        case AWSClientError.transport: return true
+        default: return false
+        }
     }
 }

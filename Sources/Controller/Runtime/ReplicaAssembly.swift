@@ -113,7 +113,8 @@ public struct ReplicaAssembly: Sendable {
         var routes: [String: AWSRouteActuator] = [:]
         for region in regions {
             let client = EC2Client(
-                configuration: AWSClientConfiguration(region: region, endpointOverride: config.aws.endpoint, identity: identity),
+                configuration: AWSClientConfiguration(
+                    region: region, endpointOverride: config.aws.ec2Endpoint(region: region), identity: identity, fips: config.aws.fips),
                 credentials: credentials, logger: logger)
             ec2[region] = client
             routes[region] = AWSRouteActuator(ec2: client, logger: logger)
@@ -122,7 +123,9 @@ public struct ReplicaAssembly: Sendable {
         let dns: (any DNSActuator)? = needsDNS
             ? AWSDNSActuator(
                 route53: Route53Client(
-                    configuration: AWSClientConfiguration(region: "us-east-1", endpointOverride: config.aws.endpoint, identity: identity),
+                    // The partition of the default Region picks Route 53's endpoint and signing Region.
+                    configuration: AWSClientConfiguration(
+                        region: config.aws.region, endpointOverride: config.aws.route53Endpoint, identity: identity, fips: config.aws.fips),
                     credentials: credentials, logger: logger),
                 pollInterval: .milliseconds(500), logger: logger)
             : nil

@@ -61,6 +61,7 @@ public enum EventKind: Sendable, Hashable {
     case outcomeWithoutIntent(FencingToken, success: Bool)
     case intentAbandoned(FencingToken)
     case policyChanged(HealthPolicy)
+    case routeNotWritten(RouteKey, reason: String)
 }
 
 public struct Event: Sendable, Hashable {
@@ -150,6 +151,9 @@ public struct FailoverState: Sendable, Hashable {
             tunnels[name]?.drain = nil
             events.append(.undrained(tunnel: name, by: by), at: now)
             directives.append(.replan)
+
+        case .routeNotWritten(let key, let reason):
+            events.append(.routeNotWritten(key, reason: reason), at: now)
 
         case .approveFailback(let name, let by):
             tunnels[name, default: TunnelState()].failbackApproved = true

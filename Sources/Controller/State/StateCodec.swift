@@ -304,6 +304,10 @@ struct StateWriter {
             bool(success)
             string(detail)
             string(requestId)
+        case .routeNotWritten(let key, let reason):
+            byte(10)
+            routeKey(key)
+            string(reason)
         }
     }
 
@@ -370,6 +374,10 @@ struct StateWriter {
         case .policyChanged(let p):
             byte(14)
             policy(p)
+        case .routeNotWritten(let key, let reason):
+            byte(15)
+            routeKey(key)
+            string(reason)
         }
     }
 }
@@ -494,6 +502,8 @@ struct StateReader {
             return .intent(try token(), try write())
         case 9:
             return .outcome(try token(), success: try bool("success"), detail: try string("detail"), requestId: try string("request id"))
+        case 10:
+            return .routeNotWritten(try routeKey(), reason: try string("reason"))
         default:
             throw .invalidValue(what: "command kind")
         }
@@ -529,6 +539,8 @@ struct StateReader {
             return .intentAbandoned(try token())
         case 14:
             return .policyChanged(try policy())
+        case 15:
+            return .routeNotWritten(try routeKey(), reason: try string("reason"))
         default:
             throw .invalidValue(what: "event kind")
         }

@@ -128,6 +128,10 @@ public enum ControllerCommand: Sendable, Hashable {
     case instanceIdentity(tunnel: String, InstanceIdentity)
     case intent(FencingToken, ActuationWrite)
     case outcome(FencingToken, success: Bool, detail: String, requestId: String)
+    /// The leader looked at a managed route and chose not to write it (it points at a gateway
+    /// an operator chose and no candidate qualifies; its target is a blackhole): recorded once
+    /// per reason so `events` and `routes` say why nothing happened.
+    case routeNotWritten(RouteKey, reason: String)
 }
 
 public enum TunnelVerdict: UInt8, Sendable, Hashable, CustomStringConvertible {
