@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -164,13 +165,14 @@ public final class EC2Client: Sendable {
         credentials: any CredentialsSource,
         httpClient: HTTPClient = .shared,
         rateLimiter: RateLimiter = RateLimiter(),
-        logger: Logger = Logger(label: "switchman.actuators.ec2")
+        logger: Logger = Logger(label: "switchman.actuators.ec2"),
+        clock: @escaping @Sendable () -> Date = { Date() }
     ) {
         transport = AWSTransport(
             service: "ec2", signingRegion: configuration.region,
             defaultEndpoint: Self.endpoint(region: configuration.region, fips: configuration.fips),
             configuration: configuration, credentials: credentials,
-            httpClient: httpClient, limiter: rateLimiter, logger: logger)
+            httpClient: httpClient, limiter: rateLimiter, logger: logger, clock: clock)
     }
 
     public static func endpoint(region: String, fips: Bool = false) -> String {

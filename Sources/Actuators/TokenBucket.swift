@@ -66,6 +66,15 @@ public struct RateLimits: Sendable {
 
     public init() {}
 
+    /// No client-side budget at all (tests of server-side throttling).
+    public static var unlimited: RateLimits {
+        var l = RateLimits()
+        l.ec2NonMutating = BucketSpec(capacity: 1e9, refillPerSecond: 1e9)
+        l.ec2Mutating = l.ec2NonMutating
+        l.route53 = l.ec2NonMutating
+        return l
+    }
+
     /// Buckets are keyed so that Route 53 actions share one, EC2 actions have one each.
     func bucket(service: String, action: String) -> (key: String, spec: BucketSpec) {
         if let o = overrides[action] { return ("\(service)/\(action)", o) }
