@@ -11,14 +11,26 @@ struct RunningCluster {
     let configPath: String
     let targets: [String: TCPFlapper]
     let recording: URL
+    /// The AWS realism layer, when the cluster runs through it.
+    var realism: RealismProxy? = nil
 
     var tunnels: [String] { world.vpnInstances.map(\.tag) }
 
-    static func start(_ scope: ClusterScope, dns: Bool) async throws -> RunningCluster {
+    /// `realism`: the replicas talk to moto through bench/proxy.py with these settings (made
+    /// from the world, which exists by then); awscli still reads moto directly.
+    static func start(_ scope: ClusterScope, dns: Bool, realism: ((MotoWorld) -> [String: Any])? = nil) async throws -> RunningCluster {
         let recording = scope.directory.appendingPathComponent("moto-recording.jsonl")
         var spec = MotoWorld.Spec()
         spec.zones = ["us-east-1a", "us-east-1b"]
         let world = try await scope.motoWorld(spec, recordingTo: recording)
+        var proxy: RealismProxy? = nil
+        if let realism {
+            let p = try await RealismProxy.start(in: scope.directory, upstream: "127.0.0.1:\(world.moto.port)")
+            scope.onTeardown { await p.stop() }
+            scope.attachLog("realism-proxy", scope.directory.appendingPathComponent("realism-proxy.log"))
+            try p.set(realism(world))
+            proxy = p
+        }
         let tunnels = world.vpnInstances.map(\.tag)
         let pki = try await scope.pki(members: [1, 2, 3], sentinels: tunnels)
         var sentinels: [String: String] = [:]
@@ -37,6 +49,7 @@ struct RunningCluster {
             probeInterval: "300ms", probeTimeout: "250ms", fall: 2, rise: 2, failbackHoldDown: "3s", autoFailback: true,
             observationTTL: "5s")
         config.timing = .init(heartbeat: "100ms", electionTimeout: "1500ms", maxClockDrift: 0.05)
+        if let proxy { config.aws.endpoint = proxy.endpoint }
         let path = try scope.write(config)
         for t in tunnels { try scope.spawn("sentinel-\(t)", ["sentinel", "--config", path, "--tunnel", t]) }
         // moto takes any credentials; the replicas find these through the standard chain.
@@ -47,7 +60,8 @@ struct RunningCluster {
         for id in 1...3 {
             try scope.spawn("replica-\(id)", ["serve", "--config", path, "--id", "\(id)", "--log-level", "info"], environment: env)
         }
-        return RunningCluster(scope: scope, world: world, pki: pki, config: config, configPath: path, targets: targets, recording: recording)
+        return RunningCluster(scope: scope, world: world, pki: pki, config: config, configPath: path, targets: targets, recording: recording,
+                              realism: proxy)
     }
 
     func replica(_ id: UInt64) throws -> SwitchmanProcess { try scope.process("replica-\(id)") }
