@@ -95,6 +95,7 @@ log_file() { printf '%s/logs/%s.log\n' "$STATE_DIR" "$1"; }
 process_marker() {
     case "$1" in
         moto) printf 'moto_server\n' ;;
+        aws) printf 'proxy.py\n' ;;
         replica-*) printf -- '--id\n' ;;
         sentinel-*) printf -- '--tunnel\n' ;;
         responder-*) printf 'responder.py\n' ;;
@@ -153,6 +154,7 @@ report_spawned_exit() {
 all_process_names() {
     local t id
     printf 'moto\n'
+    [[ -z "${AWS_PORT:-}" ]] || printf 'aws\n'
     for t in "${TUNNELS[@]}"; do printf 'responder-%s\nsentinel-%s\n' "$t" "$t"; done
     for id in "${REPLICAS[@]}"; do printf 'replica-%s\n' "$id"; done
 }
@@ -253,6 +255,14 @@ show_log_tail() {
 
 start_moto() {
     spawn moto env -u INITIAL_NO_AUTH_ACTION_COUNT moto_server -H 127.0.0.1 -p "$MOTO_PORT"
+}
+
+# The AWS realism layer (bench/proxy.py) in front of moto: what the replicas call. Its
+# settings are STATE_DIR/realism.json, re-read when the file changes; every request it
+# answers is one line of logs/aws-requests.jsonl.
+start_aws() {
+    spawn aws python3 "$REPO_ROOT/bench/proxy.py" --port "$AWS_PORT" --upstream "127.0.0.1:$MOTO_PORT" \
+        --log "$STATE_DIR/logs/aws-requests.jsonl" --control "$STATE_DIR/realism.json"
 }
 
 responder_port() {

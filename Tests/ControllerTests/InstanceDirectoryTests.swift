@@ -78,12 +78,35 @@ import Testing
         }
     }
 
+    /// While an AZ is impaired the filtered lookup fails: the known instances are looked up
+    /// by id and keep their identity; a known one that stopped, or no known one, reports the
+    /// failure (nothing is dropped or invented).
+    @Test func filteredLookupFailingFallsBackToTheKnownInstancesByID() async throws {
+        try await withDirectory(azOutage: true) { directory, requests in
+            let known = [
+                "a": InstanceIdentity(instanceId: "i-0a", eniId: "eni-i-0a", privateIP: "10.0.0.10"),
+                "c": InstanceIdentity(instanceId: "i-0c", eniId: "eni-i-0c", privateIP: "10.0.0.30"),
+            ]
+            let result = await directory.currentInstances(of: [tunnel("a"), tunnel("b"), tunnel("c")], known: known,
+                                                          deadline: .now() + .seconds(30))
+            #expect((try? result["a"]?.get())??.instanceId == "i-0a")
+            for name in ["b", "c"] {
+                guard case .failure = result[name] else {
+                    Issue.record("expected \(name)'s lookup to report the failure, got \(String(describing: result[name]))")
+                    continue
+                }
+            }
+            let byID = requests.withLockedValue { $0 }.filter { $0.keys.contains { $0.hasPrefix("InstanceId.") } }
+            #expect(byID.count == 1, "one lookup by id for the batch")
+        }
+    }
+
     /// A directory on the stub EC2 (no retries, so a scripted error is final), closed after
     /// `body` also when it throws.
-    func withDirectory(failKey: String? = nil,
+    func withDirectory(failKey: String? = nil, azOutage: Bool = false,
                        _ body: (EC2InstanceDirectory, NIOLockedValueBox<[[String: String]]>) async throws -> Void) async throws {
         let requests = NIOLockedValueBox<[[String: String]]>([])
-        let server = try await stubEC2(requests: requests, failKey: failKey)
+        let server = try await stubEC2(requests: requests, failKey: failKey, azOutage: azOutage)
         do {
             let port = try #require(server.localAddress?.port)
             let config = AWSClientConfiguration(
@@ -108,9 +131,26 @@ import Testing
         return params.filter { $0.key.hasPrefix("\(index).Value.") }.map(\.value)
     }
 
-    func stubEC2(requests: NIOLockedValueBox<[[String: String]]>, failKey: String? = nil) async throws -> any Channel {
+    static func describe(_ matching: [Stub]) -> String {
+        var xml = #"<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r2</requestId><reservationSet><item><instancesSet>"#
+        for s in matching {
+            xml += "<item><instanceId>\(s.id)</instanceId><instanceState><name>\(s.running ? "running" : "stopped")</name></instanceState>"
+            xml += "<privateIpAddress>\(s.ip)</privateIpAddress><networkInterfaceSet><item><networkInterfaceId>eni-\(s.id)</networkInterfaceId></item></networkInterfaceSet>"
+            xml += "<tagSet>" + s.tags.map { "<item><key>\($0.key)</key><value>\($0.value)</value></item>" }.joined() + "</tagSet></item>"
+        }
+        return xml + "</instancesSet></item></reservationSet></DescribeInstancesResponse>"
+    }
+
+    /// `azOutage`: what AWS documents for an impaired Availability Zone, filtered
+    /// DescribeInstances fails (503 Unavailable) while a lookup by instance id still answers.
+    func stubEC2(requests: NIOLockedValueBox<[[String: String]]>, failKey: String? = nil, azOutage: Bool = false) async throws -> any Channel {
         let answer: @Sendable ([String: String]) -> (HTTPResponseStatus, String) = { params in
             requests.withLockedValue { $0.append(params) }
+            let ids = Set(params.filter { $0.key.hasPrefix("InstanceId.") }.map(\.value))
+            if !ids.isEmpty { return (.ok, Self.describe(Self.inventory.filter { ids.contains($0.id) })) }
+            if azOutage {
+                return (.serviceUnavailable, "<Response><Errors><Error><Code>Unavailable</Code><Message>The service is unavailable. Please try again shortly.</Message></Error></Errors><RequestID>r9</RequestID></Response>")
+            }
             guard let tagFilter = params.first(where: { $0.key.hasSuffix(".Name") && $0.value.hasPrefix("tag:") }) else {
                 return (.badRequest, "<Response><Errors><Error><Code>InvalidParameterValue</Code><Message>no tag filter</Message></Error></Errors><RequestID>r0</RequestID></Response>")
             }
@@ -124,14 +164,7 @@ import Testing
             let matching = Self.inventory.filter { s in
                 s.tags[key].map(values.contains) == true && (!wantsRunning || s.running)
             }
-            var xml = #"<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r2</requestId><reservationSet><item><instancesSet>"#
-            for s in matching {
-                xml += "<item><instanceId>\(s.id)</instanceId><instanceState><name>\(s.running ? "running" : "stopped")</name></instanceState>"
-                xml += "<privateIpAddress>\(s.ip)</privateIpAddress><networkInterfaceSet><item><networkInterfaceId>eni-\(s.id)</networkInterfaceId></item></networkInterfaceSet>"
-                xml += "<tagSet>" + s.tags.map { "<item><key>\($0.key)</key><value>\($0.value)</value></item>" }.joined() + "</tagSet></item>"
-            }
-            xml += "</instancesSet></item></reservationSet></DescribeInstancesResponse>"
-            return (.ok, xml)
+            return (.ok, Self.describe(matching))
         }
         return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { channel in
