@@ -223,9 +223,15 @@ extension ClusterTests {
             try await c.run("drill", ["tunnel-up", "a1"])
             try await c.expectRoutes(ownAZ, "after tunnel-up a1")
 
+            // The replicas reached "AWS" only through the realism layer, and it acted.
+            let requests = (try? String(contentsOf: c.dir.appendingPathComponent("logs/aws-requests.jsonl"), encoding: .utf8)) ?? ""
+            #expect(requests.contains("\"action\":\"ReplaceRoute\"") || requests.contains("\"action\":\"CreateRoute\""),
+                    "route writes went through the realism layer")
+            #expect(requests.contains("\"latency\""), "the realism layer added latency")
+
             // down: every process gone (also those the drills restarted), the directory too.
             let pids = c.pidFiles()
-            #expect(pids.count == 12, "moto, 4 responders, 4 sentinels, 3 replicas: \(pids.keys.sorted())")
+            #expect(pids.count == 13, "moto, the realism layer, 4 responders, 4 sentinels, 3 replicas: \(pids.keys.sorted())")
             let down = try await c.run("down")
             #expect(down.stdout.contains("Removed"))
             let running = pids.filter { LocalCluster.isRunning($0.value) }
@@ -242,9 +248,9 @@ extension ClusterTests {
     @Test func upTwiceIsIdempotent() async throws {
         try await withLocalCluster { c, _ in
             let before = c.pidFiles()
-            #expect(before.count == 12)
+            #expect(before.count == 13)
             let namingDir = c.processesNamingDir()
-            #expect(namingDir.count == 11, "responders, sentinels and replicas name the state dir: \(namingDir)")
+            #expect(namingDir.count == 12, "the realism layer, responders, sentinels and replicas name the state dir: \(namingDir)")
 
             let second = try await c.up()
             #expect(second.stdout.contains("already running"), "second cluster/up said: \(second.stdout)")
