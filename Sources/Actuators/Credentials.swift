@@ -30,13 +30,35 @@ public enum CredentialsError: Error, Sendable, CustomStringConvertible {
     /// No source in the chain had credentials; each entry says why a source was skipped.
     case noCredentials(tried: [String])
     case invalidProfile(String)
+    /// A profile was named (config `aws.profile`, AWS_PROFILE) and neither file has it.
+    case profileNotFound(String, searched: [String])
     case imds(String)
+    /// STS refused or failed an AssumeRole / AssumeRoleWithWebIdentity.
+    case assumeRole(String)
+    case process(String)
+    case container(String)
 
     public var description: String {
         switch self {
         case .noCredentials(let tried): return "no AWS credentials found (tried: \(tried.joined(separator: "; ")))"
         case .invalidProfile(let why): return "invalid AWS profile: \(why)"
+        case .profileNotFound(let name, let searched):
+            return "AWS profile \"\(name)\" is in neither \(searched.joined(separator: " nor ")); fix the name or add the profile (no other credentials source is tried when a profile is named)"
         case .imds(let why): return "instance metadata service: \(why)"
+        case .assumeRole(let why): return "assuming a role: \(why)"
+        case .process(let why): return "credential_process: \(why)"
+        case .container(let why): return "container credentials: \(why)"
+        }
+    }
+}
+
+extension CredentialsError {
+    /// Errors of a source that was explicitly configured: the chain reports them instead of
+    /// trying the next source.
+    var stopsTheChain: Bool {
+        switch self {
+        case .profileNotFound, .invalidProfile, .assumeRole, .process, .container: return true
+        case .noCredentials, .imds: return false
         }
     }
 }
@@ -101,16 +123,102 @@ public struct ProfileCredentialsProvider: CredentialsProvider {
         profileOverride ?? environment["AWS_PROFILE"] ?? environment["AWS_DEFAULT_PROFILE"] ?? "default"
     }
 
+    /// Whether someone named the profile: then it must exist, and nothing else is tried.
+    var profileNamed: Bool { profileOverride != nil || environment["AWS_PROFILE"] != nil || environment["AWS_DEFAULT_PROFILE"] != nil }
+
+    /// The assume-role, process and web-identity settings need STS; tests and a VPC endpoint
+    /// replace it. nil: the real regional STS endpoint.
+    public var sts: (any STSCaller)? = nil
+
     var home: String { environment["HOME"] ?? NSHomeDirectory() }
     var credentialsPath: String { environment["AWS_SHARED_CREDENTIALS_FILE"] ?? "\(home)/.aws/credentials" }
     var configPath: String { environment["AWS_CONFIG_FILE"] ?? "\(home)/.aws/config" }
 
     public func load(logger: Logger) async throws -> AWSCredentials? {
-        let fromCredentials = Self.readINI(path: credentialsPath)[profile]
+        try await load(profile: profile, logger: logger, visited: [])
+    }
+
+    /// The two files' sections for `name`, credentials file first.
+    func sections(_ name: String) -> (credentials: [String: String]?, config: [String: String]?) {
+        let fromCredentials = Self.readINI(path: credentialsPath)[name]
         // In the config file every profile but "default" is spelled "[profile name]".
         let configSections = Self.readINI(path: configPath)
-        let fromConfig = configSections[profile == "default" ? "default" : "profile \(profile)"]
-            ?? (profile == "default" ? configSections["profile default"] : nil)
+        let fromConfig = configSections[name == "default" ? "default" : "profile \(name)"]
+            ?? (name == "default" ? configSections["profile default"] : nil)
+        return (fromCredentials, fromConfig)
+    }
+
+    func load(profile: String, logger: Logger, visited: [String]) async throws -> AWSCredentials? {
+        let (fromCredentials, fromConfig) = sections(profile)
+        if fromCredentials == nil && fromConfig == nil {
+            if profileNamed || !visited.isEmpty { throw CredentialsError.profileNotFound(profile, searched: [credentialsPath, configPath]) }
+            return nil
+        }
+        // The CLI's order within a profile: a role to assume, a web identity, a process, keys.
+        let merged = (fromConfig ?? [:]).merging(fromCredentials ?? [:]) { $1 }
+        if let roleARN = merged["role_arn"] {
+            if let tokenFile = merged["web_identity_token_file"], merged["source_profile"] == nil {
+                return try await WebIdentityCredentialsProvider.assume(
+                    roleARN: roleARN, tokenFile: tokenFile, sessionName: merged["role_session_name"],
+                    sts: stsCaller(merged), logger: logger)
+            }
+            let source: AWSCredentials
+            if let sourceProfile = merged["source_profile"] {
+                guard !visited.contains(sourceProfile) || (sourceProfile == profile && merged["aws_access_key_id"] != nil) else {
+                    throw CredentialsError.invalidProfile("source_profile loop: \((visited + [profile, sourceProfile]).joined(separator: " → "))")
+                }
+                if sourceProfile == profile {
+                    guard let keys = try staticKeys(profile, fromCredentials, fromConfig) else {
+                        throw CredentialsError.invalidProfile("profile \(profile) is its own source_profile but has no keys")
+                    }
+                    source = keys
+                } else {
+                    guard let loaded = try await load(profile: sourceProfile, logger: logger, visited: visited + [profile]) else {
+                        throw CredentialsError.invalidProfile("source_profile \(sourceProfile) of \(profile) has no credentials")
+                    }
+                    source = loaded
+                }
+            } else if let named = merged["credential_source"] {
+                source = try await credentialSource(named, profile: profile, logger: logger)
+            } else {
+                throw CredentialsError.invalidProfile("profile \(profile) has role_arn but neither source_profile nor credential_source")
+            }
+            let duration = merged["duration_seconds"].flatMap(Int.init) ?? 3600
+            return try await stsCaller(merged).assumeRole(
+                roleARN: roleARN, sessionName: merged["role_session_name"] ?? Self.defaultSessionName(),
+                externalID: merged["external_id"], durationSeconds: duration, using: source, logger: logger)
+        }
+        if let command = merged["credential_process"] {
+            return try await ProcessCredentialsProvider.run(command, logger: logger)
+        }
+        return try staticKeys(profile, fromCredentials, fromConfig)
+    }
+
+    /// `credential_source` of a role profile: where the source credentials come from.
+    func credentialSource(_ named: String, profile: String, logger: Logger) async throws -> AWSCredentials {
+        let provider: any CredentialsProvider
+        switch named {
+        case "Environment": provider = EnvironmentCredentialsProvider(environment: environment)
+        case "Ec2InstanceMetadata": provider = IMDSCredentialsProvider(environment: environment)
+        case "EcsContainer": provider = ContainerCredentialsProvider(environment: environment)
+        default:
+            throw CredentialsError.invalidProfile("profile \(profile): credential_source must be Environment, Ec2InstanceMetadata or EcsContainer, got \(named)")
+        }
+        guard let creds = try await provider.load(logger: logger) else {
+            throw CredentialsError.invalidProfile("profile \(profile): credential_source \(named) has no credentials")
+        }
+        return creds
+    }
+
+    func stsCaller(_ section: [String: String]) -> any STSCaller {
+        if let sts { return sts }
+        let region = environment["AWS_REGION"] ?? environment["AWS_DEFAULT_REGION"] ?? section["region"] ?? "us-east-1"
+        return STSClient(region: region, endpoint: environment["AWS_ENDPOINT_URL_STS"] ?? environment["AWS_ENDPOINT_URL"])
+    }
+
+    static func defaultSessionName() -> String { "switchman-\(Int(Date().timeIntervalSince1970))" }
+
+    func staticKeys(_ profile: String, _ fromCredentials: [String: String]?, _ fromConfig: [String: String]?) throws -> AWSCredentials? {
         for section in [fromCredentials, fromConfig] {
             guard let section else { continue }
             let id = section["aws_access_key_id"], secret = section["aws_secret_access_key"]
@@ -283,14 +391,32 @@ public actor CredentialsChain: CredentialsSource {
     ) -> CredentialsChain {
         CredentialsChain(providers: [
             EnvironmentCredentialsProvider(environment: environment),
+            WebIdentityCredentialsProvider(environment: environment),
             ProfileCredentialsProvider(environment: environment),
+            ContainerCredentialsProvider(environment: environment, httpClient: httpClient),
             IMDSCredentialsProvider(environment: environment, httpClient: httpClient),
         ])
     }
 
+    /// Credentials with less than this left are refreshed before they are handed out; with
+    /// more (but inside `refreshWindow`) the current ones are handed out and one refresh runs
+    /// beside, so a write never waits for STS or IMDS while its credentials are still good.
+    public static let mandatoryRefresh: TimeInterval = 60
+
     public func credentials(logger: Logger) async throws -> AWSCredentials {
         if let cached, !needsRefresh(cached.credentials) { return cached.credentials }
+        if let cached, let exp = cached.credentials.expiration, exp.timeIntervalSince(now()) > Self.mandatoryRefresh {
+            if inflight == nil {
+                let task = startRefresh(logger: logger)
+                Task { _ = try? await self.finish(task, logger: logger) }
+            }
+            return cached.credentials
+        }
         if let inflight { return try await inflight.value.0 }
+        return try await finish(startRefresh(logger: logger), logger: logger)
+    }
+
+    private func startRefresh(logger: Logger) -> Task<(AWSCredentials, Int), any Error> {
         let previous = cached
         let providers = self.providers
         let task = Task { () async throws -> (AWSCredentials, Int) in
@@ -308,6 +434,12 @@ public actor CredentialsChain: CredentialsSource {
                         return (creds, i)
                     }
                     tried.append("\(provider.name): not configured")
+                } catch let error as CredentialsError {
+                    // A source that is configured but wrong is an answer, not a reason to fall
+                    // through to the next one: a named profile that is missing must never turn
+                    // into the instance role without anyone noticing.
+                    if error.stopsTheChain { throw error }
+                    tried.append("\(provider.name): \(error)")
                 } catch {
                     tried.append("\(provider.name): \(error)")
                 }
@@ -315,7 +447,12 @@ public actor CredentialsChain: CredentialsSource {
             throw CredentialsError.noCredentials(tried: tried)
         }
         inflight = task
-        defer { inflight = nil }
+        return task
+    }
+
+    private func finish(_ task: Task<(AWSCredentials, Int), any Error>, logger: Logger) async throws -> AWSCredentials {
+        let previous = cached
+        defer { if inflight == task { inflight = nil } }
         do {
             let (creds, index) = try await task.value
             loads += 1
@@ -331,6 +468,9 @@ public actor CredentialsChain: CredentialsSource {
             throw error
         }
     }
+
+    /// Waits for a refresh that is running (tests).
+    public func settle() async { _ = try? await inflight?.value }
 
     private func needsRefresh(_ creds: AWSCredentials) -> Bool {
         guard let exp = creds.expiration else { return false }
