@@ -469,6 +469,9 @@ public actor CredentialsChain: CredentialsSource {
         }
     }
 
+    /// The source that gave the current credentials (for `switchman preflight`).
+    public var sourceName: String? { cached.map { providers[$0.provider].name } }
+
     /// Waits for a refresh that is running (tests).
     public func settle() async { _ = try? await inflight?.value }
 

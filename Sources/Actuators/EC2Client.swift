@@ -215,6 +215,33 @@ public final class EC2Client: Sendable {
         try await routeWrite("ReplaceRoute", routeTableId, destination, target, fencing, deadline)
     }
 
+    public enum DryRunResult: Sendable, Equatable {
+        /// `DryRunOperation`: IAM allows it and the request is well formed.
+        case allowed
+        /// `UnauthorizedOperation`: IAM denies it.
+        case denied(String)
+    }
+
+    /// The write a route would need, with `DryRun`: nothing changes, IAM answers whether it
+    /// would be allowed. Other errors (a bad table or target) are thrown.
+    public func dryRunRouteWrite(create: Bool, routeTableId: String, destination: String, target: RouteTarget,
+                                 deadline: NIODeadline? = nil) async throws -> DryRunResult {
+        var params = [("RouteTableId", routeTableId), Self.destinationParam(destination), ("DryRun", "true")]
+        switch target {
+        case .instance(let id): params.append(("InstanceId", id))
+        case .networkInterface(let id): params.append(("NetworkInterfaceId", id))
+        }
+        do {
+            let root = try await call(create ? "CreateRoute" : "ReplaceRoute", params, idempotency: .safe, fencing: nil, deadline: deadline)
+            // Only an emulator that ignores DryRun answers 2xx, and then it has written.
+            throw AWSClientError.invalidResponse("\(create ? "CreateRoute" : "ReplaceRoute") with DryRun=true succeeded (request id \(root.string("requestId") ?? "none")): this endpoint ignores DryRun and applied the write")
+        } catch let error as AWSError where error.code == "DryRunOperation" {
+            return .allowed
+        } catch let error as AWSError where error.code == "UnauthorizedOperation" {
+            return .denied(error.description)
+        }
+    }
+
     public func deleteRoute(routeTableId: String, destination: String,
                             fencing: FencingToken, deadline: NIODeadline? = nil) async throws {
         var params = [("RouteTableId", routeTableId)]

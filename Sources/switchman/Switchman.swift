@@ -16,7 +16,7 @@ struct Switchman: AsyncParsableCommand {
             Serve.self, SentinelCommand.self,
             StatusCommand.self, MembersCommand.self, TunnelsCommand.self, RoutesCommand.self, EventsCommand.self,
             DrainCommand.self, UndrainCommand.self, TransferLeaderCommand.self, MemberCommand.self, DashboardCommand.self,
-            Demo.self, Certs.self, ConfigCommand.self, Debug.self,
+            Demo.self, Certs.self, ConfigCommand.self, PreflightCommand.self, Debug.self,
         ]
     )
 

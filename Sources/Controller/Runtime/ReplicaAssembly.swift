@@ -104,35 +104,46 @@ public struct ReplicaAssembly: Sendable {
     }
 
     static func makeActuators(id: UInt64, config: SwitchmanConfig, environment: [String: String], logger: Logger) -> ReplicaActuators {
-        var env = environment
-        if let profile = config.aws.profile { env["AWS_PROFILE"] = profile }
-        let credentials = CredentialsChain.standard(environment: env)
-        let identity = CallerIdentity(nodeID: String(id))
-        let regions = Set([config.aws.region] + config.tunnels.compactMap(\.region) + config.routes.compactMap(\.region))
-        var ec2: [String: EC2Client] = [:]
+        let aws = AWSClients(config: config, nodeID: String(id), environment: environment, logger: logger)
+        let ec2 = aws.ec2
         var routes: [String: AWSRouteActuator] = [:]
-        for region in regions {
-            let client = EC2Client(
-                configuration: AWSClientConfiguration(
-                    region: region, endpointOverride: config.aws.ec2Endpoint(region: region), identity: identity, fips: config.aws.fips),
-                credentials: credentials, logger: logger)
-            ec2[region] = client
-            routes[region] = AWSRouteActuator(ec2: client, logger: logger)
-        }
+        for (region, client) in ec2 { routes[region] = AWSRouteActuator(ec2: client, logger: logger) }
         let needsDNS = config.tunnels.contains { $0.dns != nil }
-        let dns: (any DNSActuator)? = needsDNS
-            ? AWSDNSActuator(
-                route53: Route53Client(
-                    // The partition of the default Region picks Route 53's endpoint and signing Region.
-                    configuration: AWSClientConfiguration(
-                        region: config.aws.region, endpointOverride: config.aws.route53Endpoint, identity: identity, fips: config.aws.fips),
-                    credentials: credentials, logger: logger),
-                pollInterval: .milliseconds(500), logger: logger)
-            : nil
+        let dns: (any DNSActuator)? = needsDNS ? AWSDNSActuator(route53: aws.route53, pollInterval: .milliseconds(500), logger: logger) : nil
         let clients = ec2
         let actuators = routes
         return ReplicaActuators(
             routes: { actuators[$0] }, dns: dns,
             instances: EC2InstanceDirectory(defaultRegion: config.aws.region, logger: logger) { clients[$0] })
+    }
+}
+
+/// The AWS clients of one process for a config: one credentials chain, an EC2 client per
+/// Region the file names, one Route 53 client (the default Region's partition picks its
+/// endpoint and signing Region).
+public struct AWSClients: Sendable {
+    public let credentials: CredentialsChain
+    public let ec2: [String: EC2Client]
+    public let route53: Route53Client
+
+    public init(config: SwitchmanConfig, nodeID: String, environment: [String: String], logger: Logger) {
+        var env = environment
+        if let profile = config.aws.profile { env["AWS_PROFILE"] = profile }
+        let credentials = CredentialsChain.standard(environment: env)
+        let identity = CallerIdentity(nodeID: nodeID)
+        let regions = Set([config.aws.region] + config.tunnels.compactMap(\.region) + config.routes.compactMap(\.region))
+        var ec2: [String: EC2Client] = [:]
+        for region in regions {
+            ec2[region] = EC2Client(
+                configuration: AWSClientConfiguration(
+                    region: region, endpointOverride: config.aws.ec2Endpoint(region: region), identity: identity, fips: config.aws.fips),
+                credentials: credentials, logger: logger)
+        }
+        self.credentials = credentials
+        self.ec2 = ec2
+        route53 = Route53Client(
+            configuration: AWSClientConfiguration(
+                region: config.aws.region, endpointOverride: config.aws.route53Endpoint, identity: identity, fips: config.aws.fips),
+            credentials: credentials, logger: logger)
     }
 }

@@ -1,0 +1,51 @@
+import Foundation
+import Testing
+
+extension ClusterTests {
+/// `switchman preflight` against moto through the realism layer, which answers DryRun as
+/// AWS does (moto ignores it and would apply the write).
+@Suite struct PreflightTests {
+    @Test func preflightDryRunsEveryRouteWriteAndReportsWhatIAMDenies() async throws {
+        try await withCluster { scope in
+            let world = try await scope.motoWorld()
+            let proxy = try await RealismProxy.start(in: scope.directory, upstream: "127.0.0.1:\(world.moto.port)")
+            scope.onTeardown { await proxy.stop() }
+            try proxy.set(["dryrun": true, "aws_errors": true])
+            let pki = try await scope.pki(members: [1, 2, 3], sentinels: world.vpnInstances.map(\.tag))
+            var sentinels: [String: String] = [:]
+            for vpn in world.vpnInstances { sentinels[vpn.tag] = "127.0.0.1:\(try LoopbackPorts.unused())" }
+            var config = try await ConfigWriter.loopback(world: world, pki: pki, dataRoot: scope.directory.appendingPathComponent("data"),
+                                                         sentinels: sentinels, dns: true)
+            config.aws.endpoint = proxy.endpoint
+            for i in config.tunnels.indices { config.tunnels[i].probes = [.tcp("127.0.0.1:9")] }
+            let path = try scope.write(config)
+            var env = ProcessInfo.processInfo.environment
+            env["AWS_ACCESS_KEY_ID"] = "testing"
+            env["AWS_SECRET_ACCESS_KEY"] = "testing"
+            env["AWS_EC2_METADATA_DISABLED"] = "true"
+            env.removeValue(forKey: "AWS_PROFILE")
+            let before = try await world.routeTargets(destination: world.remoteCIDR)
+
+            let allowed = try await SwitchmanBinary.run(["preflight", "--config", path], environment: env)
+            #expect(allowed.status == 0, "preflight: \(allowed.stdout)\(allowed.stderr)")
+            #expect(allowed.stdout.contains("ReplaceRoute allowed (DryRun)"), "\(allowed.stdout)")
+            #expect(allowed.stdout.contains("credentials") && allowed.stdout.contains("environment"), "names the credentials source")
+            #expect(allowed.stdout.contains("hostedZone"))
+
+            try proxy.set(["dryrun": true, "aws_errors": true, "deny": ["ReplaceRoute", "CreateRoute"]])
+            let denied = try await SwitchmanBinary.run(["preflight", "--config", path, "--json"], environment: env)
+            #expect(denied.status == 1, "preflight with writes denied: \(denied.stdout)\(denied.stderr)")
+            let checks = try #require(try JSONSerialization.jsonObject(with: Data(denied.stdout.utf8)) as? [[String: Any]])
+            let writes = checks.filter { $0["check"] as? String == "routeWrite" }
+            #expect(!writes.isEmpty && writes.allSatisfy { $0["ok"] as? Bool == false && ($0["detail"] as? String ?? "").contains("UnauthorizedOperation") },
+                    "\(writes)")
+            #expect(checks.filter { $0["check"] as? String == "instance" }.allSatisfy { $0["ok"] as? Bool == true })
+
+            // Nothing was written: awscli reads moto itself.
+            #expect(try await world.routeTargets(destination: world.remoteCIDR) == before)
+            let requests = proxy.requests()
+            #expect(requests.filter { ($0["action"] as? String).map(RealismProxy.routeWrites.contains) == true }.count == writes.count * 2)
+        }
+    }
+}
+}
