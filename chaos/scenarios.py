@@ -434,3 +434,80 @@ def membership(rig, rng, duration):
     rig.fault("stop", "membership", "%d removed and stopped" % victim)
     # Two voters tolerate no failure: leave the cluster as an operator would, three again.
     add_member(rig, 5)
+
+
+# ------------------------------------------------------------------------------ AWS realism
+# The nemeses above against an AWS that behaves like AWS (bench/proxy.py's realism modes):
+# each run also passes the no-write-loop checker, which is what these exist for.
+
+REALISM = {"latency_ms": 40, "latency_jitter": 0.5, "aws_errors": True, "eni_order": "shuffle", "blackhole": True}
+
+
+def realism(rig, rng, what, **modes):
+    settings = dict(REALISM)
+    settings.update(modes)
+    settings["seed"] = rng.randrange(1 << 30)
+    rig.aws_faults(**settings)
+    rig.fault("start", "realism", what)
+
+
+def realism_off(rig, what):
+    rig.aws_faults()
+    rig.fault("stop", "realism", what)
+
+
+def kill_and_restart_leader(rig, rng):
+    leader = current_leader(rig)
+    rig.kill("r%d" % leader)
+    rig.fault("start", "kill", "leader %d (SIGKILL)" % leader)
+    current_leader(rig, among=[i for i in rig.members if i != leader])
+    hold(rng.uniform(2, 4))
+    rig.start_replica(leader)
+    rig.fault("stop", "kill", "replica %d restarted" % leader)
+
+
+@scenario("realism-propagation-kill-leader",
+          help="VGW propagation lists a propagated route beside every managed one (any order), 40 ms calls; the leader is killed")
+def realism_propagation_kill_leader(rig, rng, duration):
+    cidrs = sorted({r["destination"] for r in rig.routes})
+    realism(rig, rng, "VGW propagation of %s" % ", ".join(cidrs),
+            propagation={"gateway": "vgw-0c4a05e1ab5e0f1a7", "cidrs": cidrs})
+    for _ in rounds(duration, 12):
+        hold(rng.uniform(3, 5))
+        kill_and_restart_leader(rig, rng)
+    realism_off(rig, "propagation")
+
+
+@scenario("realism-stale-reads-flapping", workload=False,
+          help="reads lag writes by 3 s while tunnel a1 flaps faster than the hold-down")
+def realism_stale_reads_flapping(rig, rng, duration):
+    realism(rig, rng, "reads lag writes by 3 s", consistency_lag_s=3)
+    meta = flapping(rig, rng, duration)
+    realism_off(rig, "stale reads")
+    return meta
+
+
+@scenario("realism-throttled-mass-failover", workload=False,
+          help="EC2's token buckets with a noisy neighbour spending ReplaceRoute's refill; every first-choice tunnel fails at once")
+def realism_throttled_mass_failover(rig, rng, duration):
+    realism(rig, rng, "EC2 buckets, a neighbour at 4.5 ReplaceRoute/s and 15 DescribeRouteTables/s",
+            buckets="ec2-default", neighbour={"ReplaceRoute": 4.5, "CreateRoute": 2, "DescribeRouteTables": 15})
+    for _ in rounds(duration, 16):
+        down = [t for t in TUNNELS if t.endswith("1")]
+        for t in down:
+            rig.tunnel_down(t)
+            rig.fault("start", "tunnel-down", t)
+        hold(rng.uniform(5, 7))
+        for t in down:
+            heal_tunnel(rig, t)
+        hold(rng.uniform(7, 9))
+    realism_off(rig, "throttling")
+
+
+@scenario("realism-late-apply-pause-leader", workload=False,
+          help="half the route writes are applied 3 s after their client gave up, while the leader is paused past its lease")
+def realism_late_apply_pause_leader(rig, rng, duration):
+    realism(rig, rng, "late apply: p 0.5, applied after 3 s, no answer for 4 s",
+            late_apply={"p": 0.5, "delay_s": 3, "hold_s": 4, "actions": ["ReplaceRoute", "CreateRoute"]})
+    pause_leader(rig, rng, duration)
+    realism_off(rig, "late apply")

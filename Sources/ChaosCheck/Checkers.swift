@@ -22,7 +22,7 @@ public struct StaleWrite: Sendable {
 public enum Checkers {
     public static let names = [
         "one-leader-per-term", "no-stale-write", "committed-entries-survive", "state-machines-agree", "route-linearizable",
-        "convergence", "no-flapping",
+        "convergence", "no-flapping", "no-write-loop",
     ]
 
     /// Tolerance between clocks of two processes reading the same CLOCK_MONOTONIC: a leader's
@@ -33,7 +33,7 @@ public enum Checkers {
         let stale = noStaleWrite(h)
         let checkers = [
             oneLeaderPerTerm(h), stale.result, committedEntriesSurvive(h), stateMachinesAgree(h), routeLinearizable(h),
-            convergence(h), noFlapping(h),
+            convergence(h), noFlapping(h), noWriteLoop(h),
         ]
         let blocked = h.replicas.values.reduce(0) { $0 + $1.filter { $0.msg == "stale write blocked" }.count }
         let arrived = stale.stale.count
@@ -328,11 +328,11 @@ public enum Checkers {
             let value: String? = c.action == "DeleteRoute" ? nil : c.eni
             ops[key, default: []].append(.write(value, call: c.monoNs, ret: ret, token: c.token, label: "proxy seq \(c.seq) \(c.action) node \(c.node.map(String.init) ?? "?")"))
         }
-        for c in h.proxy where c.isRouteRead && c.effect == .applied {
+        for c in h.proxy where c.isRouteRead && c.effect == .applied && !c.realism.contains("consistency") {
             guard let routes = c.routes, let done = c.doneNs else { continue }
             let tables = Set(routes.map(\.table))
             for key in keys where tables.contains(key.table) {
-                let seen = routes.first { $0.table == key.table && $0.destination == key.destination }?.eni
+                let seen = routes.first { $0.table == key.table && $0.destination == key.destination && $0.isStatic }?.eni
                 ops[key]?.append(.read(seen, call: c.monoNs, ret: done, label: "proxy seq \(c.seq) DescribeRouteTables"))
             }
         }
@@ -431,6 +431,42 @@ public enum Checkers {
                 detail: m.flapping.isEmpty ? "no flapping windows" : "\(checked) route(s) over \(m.flapping.count) flapping window(s): at most one write per hold-down")
         }
         return CheckResult(name: "no-flapping", ok: false, detail: summarize(problems))
+    }
+
+    // MARK: no-write-loop
+
+    /// (a) once the routes converged, nothing more is written; (b) no term writes a route
+    /// again to the target of its own last applied write inside the consistency window (a
+    /// stale read must cost at most one duplicate per window, never a loop).
+    public static func noWriteLoop(_ h: RunHistory) -> CheckResult {
+        let m = h.meta
+        let time = relativeTime(m)
+        var problems: [String] = []
+        let writes = h.proxy.filter(\.isRouteWrite).sorted { ($0.monoNs, $0.line) < ($1.monoNs, $1.line) }
+        if let converged = m.convergedMonoNs {
+            for w in writes where w.monoNs > converged && w.monoNs <= m.endMonoNs {
+                problems.append("\(w.action) \(w.routeKey.map { "\($0)" } ?? "?") at \(time(w.monoNs)) (seq \(w.seq)) after convergence at \(time(converged))")
+            }
+        }
+        let windowNs = m.consistencyWindowMs * 1_000_000
+        var repeats = 0
+        for (key, calls) in Dictionary(grouping: writes.filter { $0.routeKey != nil }, by: { $0.routeKey! }) {
+            var last: ProxyCall? = nil
+            for c in calls {
+                defer { if c.effect == .applied { last = c } }
+                guard let prev = last, let prevDone = prev.doneNs, c.effect != .notApplied else { continue }
+                // Retries of one intent carry its token: one decision, not a rewrite.
+                if let t = c.token, t == prev.token { continue }
+                guard c.eni == prev.eni, c.term == prev.term, c.monoNs - prevDone < windowNs else { continue }
+                repeats += 1
+                problems.append("\(key): rewritten to \(c.eni ?? "?") at \(time(c.monoNs)) (seq \(c.seq)), \((c.monoNs - prevDone) / 1_000_000) ms after term \(c.term.map(String.init) ?? "?") wrote it (seq \(prev.seq)), window \(m.consistencyWindowMs) ms")
+            }
+        }
+        if problems.isEmpty {
+            return CheckResult(name: "no-write-loop", ok: true,
+                               detail: "\(writes.count) route writes, none after convergence, no rewrite inside the \(m.consistencyWindowMs) ms window")
+        }
+        return CheckResult(name: "no-write-loop", ok: false, detail: summarize(problems))
     }
 
     // MARK: helpers

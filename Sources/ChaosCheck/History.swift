@@ -79,6 +79,9 @@ public struct RunMeta: Sendable {
     public var healthyAtEnd: Set<String>
     public var flapping: [FlappingWindow]
     public var finalRoutes: [FinalRoute]
+    /// The replicas' `aws.consistencyWindow` (default 5 s): no route is rewritten to the same
+    /// target by the same term inside it.
+    public var consistencyWindowMs: Int64 = 5000
 
     public init(
         scenario: String, seed: Int64, replicas: [Int], finalMembers: [Int], fakedClock: Set<Int> = [],
@@ -117,13 +120,19 @@ public struct ObservedRoute: Sendable, Hashable {
     public var destination: String
     public var eni: String?
     public var state: String?
+    /// `CreateRoute`, `CreateRouteTable`, `EnableVgwRoutePropagation`; nil in older logs.
+    public var origin: String?
 
-    public init(table: String, destination: String, eni: String?, state: String? = nil) {
+    public init(table: String, destination: String, eni: String?, state: String? = nil, origin: String? = nil) {
         self.table = table
         self.destination = destination
         self.eni = eni
         self.state = state
+        self.origin = origin
     }
+
+    /// The route a replica manages: not a propagated one, not the VPC's local one.
+    public var isStatic: Bool { origin == nil || origin == "CreateRoute" }
 }
 
 /// A request through the recording proxy joined with its response line, if it had one.
@@ -143,6 +152,9 @@ public struct ProxyCall: Sendable {
     public var doneNs: Int64?
     public var status: Int?
     public var routes: [ObservedRoute]?
+    /// The realism modes (bench/proxy.py) that shaped the answer. A read rewritten by
+    /// `consistency` shows the past on purpose, as AWS may: it is not a read of the present.
+    public var realism: [String] = []
 
     public init(
         seq: Int64, line: Int = 0, monoNs: Int64, action: String, node: Int? = nil, term: Int64? = nil,

@@ -59,7 +59,7 @@ public enum HistoryLoader {
         } else {
             throw m.error("missing \"enis\"")
         }
-        return RunMeta(
+        var meta = RunMeta(
             scenario: try m.string("scenario"),
             seed: try m.int("seed"),
             replicas: try m.intArray("replicas").map { Int($0) },
@@ -88,6 +88,8 @@ public enum HistoryLoader {
             finalRoutes: try m.objects("finalRoutes").map {
                 FinalRoute(table: try $0.string("table"), destination: try $0.string("destination"), eni: try $0.optionalString("eni"))
             })
+        if let window = try m.optionalInt("consistencyWindowMs") { meta.consistencyWindowMs = window }
+        return meta
     }
 
     /// The objects of a .jsonl file, with how many cut-off lines were skipped. A process
@@ -141,6 +143,9 @@ public enum HistoryLoader {
         var orphans = 0
         for l in lines {
             let seq = try l.int("seq")
+            // A write the realism layer applied after its client gave up: the request stays
+            // without an answer, so its effect is unknown (it may have happened at any time).
+            if l.has("late_applied") { continue }
             if l.has("done_ns") {
                 guard let at = open.removeValue(forKey: seq) else {
                     orphans += 1
@@ -152,9 +157,11 @@ public enum HistoryLoader {
                     calls[at].routes = try l.objects("routes").map {
                         ObservedRoute(
                             table: try $0.string("table"), destination: try $0.string("destination"),
-                            eni: try $0.optionalString("eni"), state: try? $0.optionalString("state"))
+                            eni: try $0.optionalString("eni"), state: try? $0.optionalString("state"),
+                            origin: try? $0.optionalString("origin"))
                     }
                 }
+                if l.has("realism") { calls[at].realism = try l.stringArray("realism") }
             } else if l.has("mono_ns") {
                 let call = ProxyCall(
                     seq: seq, line: l.line ?? 0, monoNs: try l.int("mono_ns"),

@@ -121,7 +121,7 @@ public enum Timeline {
                 if c.isRouteWrite, c.routeKey == key {
                     seen.append((c.monoNs, c.action == "DeleteRoute" ? nil : c.eni))
                 } else if c.isRouteRead, let routes = c.routes, let done = c.doneNs, routes.contains(where: { $0.table == key.table }) {
-                    seen.append((done, routes.first { $0.table == key.table && $0.destination == key.destination }?.eni))
+                    seen.append((done, routes.first { $0.table == key.table && $0.destination == key.destination && $0.isStatic }?.eni))
                 }
             }
             seen.sort { $0.0 < $1.0 }

@@ -18,6 +18,31 @@ import FoundationXML
         #expect((json["checkers"] as? [Any])?.count == Checkers.names.count)
     }
 
+    @Test func noWriteLoopCatchesWritesAfterConvergenceAndRewritesInsideTheWindow() throws {
+        #expect(try Fixture().check("no-write-loop").ok)
+        // A write after the routes converged (a loop at steady state).
+        var f = Fixture()
+        f.log(1, ms(6900), "AWS write starting", ["term": "2", "index": "30", "leaseRemainingMs": "500", "write": "route"])
+        f.write(seq: 9, at: ms(7000), done: ms(7010), node: 1, term: 2, index: 30, eni: "eni-a1")
+        let after = try f.check("no-write-loop")
+        #expect(!after.ok && after.detail.contains("after convergence"), "\(after.detail)")
+
+        // The same term rewriting its own target 1 s after it landed: a stale read answered
+        // with a write. A retry of the same intent (same token) is not a rewrite, nor is a
+        // new leader's write, nor one after the window.
+        var g = Fixture()
+        g.log(1, ms(1900), "AWS write starting", ["term": "2", "index": "11", "leaseRemainingMs": "500", "write": "route"])
+        g.write(seq: 5, at: ms(2010), done: ms(2020), node: 1, term: 2, index: 11, eni: "eni-a1")
+        let inside = try g.check("no-write-loop")
+        #expect(!inside.ok && inside.detail.contains("window 5000 ms"), "\(inside.detail)")
+        var h = Fixture()
+        h.write(seq: 5, at: ms(1500), done: ms(1510), node: 1, term: 2, index: 10, eni: "eni-a1")
+        #expect(try h.check("no-write-loop").ok, "a retry of one intent")
+        h.meta["consistencyWindowMs"] = 300
+        h.write(seq: 6, at: ms(2000), done: ms(2010), node: 1, term: 2, index: 12, eni: "eni-a1")
+        #expect(try h.check("no-write-loop").ok, "past a 300 ms window")
+    }
+
     @Test func oneLeaderPerTerm() throws {
         #expect(try Fixture().check("one-leader-per-term").detail == "1 terms, 1 leaders")
         var f = Fixture()

@@ -33,7 +33,7 @@ extension ClusterTests {
             stdout: \(r.stdout.suffix(6000))
             stderr: \(r.stderr.suffix(3000))
             """)
-        // Every quick scenario ran, and each run's verdict names all seven checkers, passed.
+        // Every quick scenario ran, and each run's verdict names all eight checkers, passed.
         let data = try Data(contentsOf: report.appendingPathComponent("summary.json"))
         let summary = try #require(try JSONSerialization.jsonObject(with: data) as? [String: [[String: Any]]])
         #expect(Set(summary.keys) == ["isolate-leader", "kill-leader-write-in-flight", "pause-leader"])
@@ -41,7 +41,7 @@ extension ClusterTests {
             for run in runs {
                 let names = Set(((run["checkers"] as? [[String: Any]]) ?? []).compactMap { $0["name"] as? String })
                 #expect(names.isSuperset(of: ["one-leader-per-term", "no-stale-write", "committed-entries-survive",
-                                              "state-machines-agree", "route-linearizable", "convergence", "no-flapping"]),
+                                              "state-machines-agree", "route-linearizable", "convergence", "no-flapping", "no-write-loop"]),
                         "\(scenario): \(names)")
                 #expect(run["ok"] as? Bool == true, "\(scenario) seed \(seed): \(run)")
                 let stats = run["stats"] as? [String: Any] ?? [:]
