@@ -108,6 +108,7 @@ class Rig:
         self.mounts = []
         self.faults_file = open(os.path.join(run_dir, "faults.jsonl"), "a", buffering=1)
         self.control = os.path.join(run_dir, "proxy-control.json")
+        self.realism = {}
         self.world = {}
         self.enis = {}
         self.faked = set()
@@ -322,14 +323,23 @@ table ip chaosnat {
         wait_until("the proxy on %s:%d" % (aws.addr, PROXY_PORT), lambda: self._port_open(aws.addr, PROXY_PORT), 60)
 
     def aws_faults(self, **settings):
-        """Sets the proxy's faults (see bench/proxy.py); no arguments clears them."""
+        """Sets the proxy's faults (see bench/proxy.py); no arguments clears them, except the
+        realism modes set with `aws_realism`, which stay through the heal: the steady state
+        after it is where a write loop shows."""
         tmp = self.control + ".tmp"
+        merged = dict(self.realism)
+        merged.update(settings)
         with open(tmp, "w") as f:
-            json.dump(settings, f)
+            json.dump(merged, f)
         os.replace(tmp, self.control)
         # The proxy notices by mtime; make sure a same-second rewrite is seen too.
         t = time.time_ns()
         os.utime(self.control, ns=(t, t))
+
+    def aws_realism(self, **modes):
+        """AWS realism modes (bench/proxy.py) that last for the rest of the run."""
+        self.realism = dict(modes)
+        self.aws_faults()
 
     @staticmethod
     def _port_open(host, port):

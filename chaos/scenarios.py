@@ -443,17 +443,24 @@ def membership(rig, rng, duration):
 REALISM = {"latency_ms": 40, "latency_jitter": 0.5, "aws_errors": True, "eni_order": "shuffle", "blackhole": True}
 
 
-def realism(rig, rng, what, **modes):
+def realism(rig, rng, what, lasting=True, **modes):
+    """Turns realism modes on. `lasting` ones stay through the heal and the settled end of
+    the run (no-write-loop checks that nothing is written there); others (late apply) are
+    faults of the nemesis phase only."""
     settings = dict(REALISM)
     settings.update(modes)
     settings["seed"] = rng.randrange(1 << 30)
-    rig.aws_faults(**settings)
+    if lasting:
+        rig.aws_realism(**settings)
+    else:
+        rig.aws_faults(**settings)
     rig.fault("start", "realism", what)
 
 
 def realism_off(rig, what):
+    """Ends the nemesis-only modes; lasting ones stay."""
     rig.aws_faults()
-    rig.fault("stop", "realism", what)
+    rig.fault("stop", "realism", what + (" (lasting modes stay)" if rig.realism else ""))
 
 
 def kill_and_restart_leader(rig, rng):
@@ -507,7 +514,7 @@ def realism_throttled_mass_failover(rig, rng, duration):
 @scenario("realism-late-apply-pause-leader", workload=False,
           help="half the route writes are applied 3 s after their client gave up, while the leader is paused past its lease")
 def realism_late_apply_pause_leader(rig, rng, duration):
-    realism(rig, rng, "late apply: p 0.5, applied after 3 s, no answer for 4 s",
+    realism(rig, rng, "late apply: p 0.5, applied after 3 s, no answer for 4 s", lasting=False,
             late_apply={"p": 0.5, "delay_s": 3, "hold_s": 4, "actions": ["ReplaceRoute", "CreateRoute"]})
     pause_leader(rig, rng, duration)
     realism_off(rig, "late apply")
