@@ -37,6 +37,8 @@ final class FakeAWS: Sendable {
         var failWrites = false
         var dnsReads = 0
         var failDNSReads = false
+        var refuseDNSWrites = false
+        var dnsWriteAttempts = 0
     }
 
     private let state = NIOLockedValueBox(State())
@@ -58,6 +60,9 @@ final class FakeAWS: Sendable {
     /// Route 53 reads so far, failed ones included.
     var dnsReads: Int { state.withLockedValue { $0.dnsReads } }
     func failDNSReads(_ fail: Bool) { state.withLockedValue { $0.failDNSReads = fail } }
+    /// Route 53 answers every change with a client error (what a denied record name gets).
+    func refuseDNSWrites(_ refuse: Bool) { state.withLockedValue { $0.refuseDNSWrites = refuse } }
+    var dnsWriteAttempts: Int { state.withLockedValue { $0.dnsWriteAttempts } }
     func setInstance(_ tunnel: String, _ identity: InstanceIdentity) { state.withLockedValue { $0.instances[tunnel] = identity } }
     func setRouteByHand(_ table: String, _ destination: String, _ eni: String) {
         let call = now()
@@ -125,7 +130,12 @@ final class FakeAWS: Sendable {
         }
 
         func ensureRecord(_ record: DesiredRecord, fencing: FencingToken, deadline: NIODeadline) async throws -> DNSEnsureOutcome {
-            aws.state.withLockedValue { s in
+            try aws.state.withLockedValue { s in
+                s.dnsWriteAttempts += 1
+                if s.refuseDNSWrites {
+                    throw AWSError(service: "route53", action: "ChangeResourceRecordSets", httpStatus: 403, code: "AccessDenied",
+                                   message: "not authorized to change this record", requestID: "req-dns")
+                }
                 s.writes.append(Write(token: fencing, what: "\(record)"))
                 s.records[record.name] = record.values.first
             }
@@ -310,6 +320,27 @@ func poll(_ what: String, timeout: Duration = .seconds(90), _ condition: () asyn
 
     /// Route 53 is read back every `dnsReadBackInterval` (30 s here), not every discovery pass
     /// (2 s): at once after an instance change, and after a discovery interval when a read failed.
+    /// A record Route 53 refuses (a client error) is not written again every pass: 5, 10,
+    /// 20 s … apart, and at once again when Route 53 accepts it (after the backoff).
+    @Test func aRefusedDNSWriteBacksOff() async throws {
+        try await InProcessCluster.with { c in
+            try await poll("the DNS record") { c.aws.record("vpn-a.example.internal") == "10.0.0.10" }
+            c.aws.refuseDNSWrites(true)
+            let before = c.aws.dnsWriteAttempts
+            let reads = c.aws.dnsReads
+            c.aws.setInstance("vpn-a", InstanceIdentity(instanceId: "i-a2", eniId: "eni-a2", privateIP: "10.0.0.20"))
+            try await poll("the refused write", timeout: .seconds(30)) { c.aws.dnsWriteAttempts > before }
+            let first = c.aws.dnsWriteAttempts
+            // The zone is read again every discovery pass (2 s) while the record is not in
+            // sync; over three such reads a write without backoff would have been tried three
+            // more times. Slowness only means fewer passes, never more attempts.
+            try await poll("three more read-backs", timeout: .seconds(60)) { c.aws.dnsReads >= reads + 4 }
+            #expect(c.aws.dnsWriteAttempts <= first + 1, "refused DNS writes: \(c.aws.dnsWriteAttempts - before) attempts")
+            c.aws.refuseDNSWrites(false)
+            try await poll("written once Route 53 accepts it", timeout: .seconds(90)) { c.aws.record("vpn-a.example.internal") == "10.0.0.20" }
+        }
+    }
+
     @Test func dnsIsReadBackRarelyButAtOnceAfterAnInstanceChangeAndSoonerAfterAFailure() async throws {
         try await InProcessCluster.with { c in
             try await poll("a leader") { await c.leader() != nil }

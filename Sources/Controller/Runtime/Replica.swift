@@ -80,6 +80,10 @@ public actor ControllerReplica: Service {
     /// A blackhole on a route's desired target is evidence that the instance behind it is
     /// gone: the next leader pass looks the instances up again instead of waiting.
     private var rediscoverRequested = false
+    /// DNS records whose last write Route 53 refused (a client error: a denied name, a bad
+    /// zone), and when to try again: 5 calls a second per account is too little to spend on
+    /// an answer that will not change.
+    private var dnsBackoff: [String: (attempts: Int, next: ContinuousClock.Instant)] = [:]
     /// Route writes in flight per Region at most; EC2's token buckets bound the rate.
     static let maxConcurrentWritesPerRegion = 16
 
@@ -295,6 +299,7 @@ public actor ControllerReplica: Service {
                 backoff = [:]
                 recentWrites = [:]
                 notWrittenReported = [:]
+                dnsBackoff = [:]
                 logger.notice("leading; writes wait out the lock-delay", metadata: [
                     "term": "\(status.term)", "lockDelay": "\(timing.lockDelay)",
                 ])
@@ -423,11 +428,26 @@ public actor ControllerReplica: Service {
             }
             for desired in records {
                 if let now = current[canonicalRecordName(desired.name)], now.values == desired.values, now.ttl == desired.ttl { continue }
+                let key = canonicalRecordName(desired.name)
+                if let b = dnsBackoff[key], ContinuousClock.now < b.next {
+                    inSync = false
+                    continue
+                }
                 let address = desired.values.first ?? ""
                 let write = ActuationWrite.dns(zoneId: zone, name: desired.name, address: address, ttl: UInt32(clamping: desired.ttl))
                 let result = await actuate(write, term: term) { token, deadline in
                     let outcome = try await dns.ensureRecord(desired, fencing: token, deadline: deadline)
                     return "\(outcome)"
+                }
+                switch result {
+                case .written: dnsBackoff[key] = nil
+                case .refused:
+                    let attempts = (dnsBackoff[key]?.attempts ?? 0) + 1
+                    dnsBackoff[key] = (attempts, .now + .seconds(min(300, 5 << min(attempts, 6))))
+                    logger.warning("Route 53 refused the record; backing off", metadata: [
+                        "record": "\(desired.name)", "zone": "\(zone)", "attempts": "\(attempts)",
+                    ])
+                default: break
                 }
                 if result != .written { inSync = false }
             }
