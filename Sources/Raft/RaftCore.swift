@@ -30,11 +30,30 @@ public struct RaftConfig: Sendable, Hashable {
     }
 }
 
-public enum TestingMutation: Sendable, Hashable {
+public enum TestingMutation: Sendable, Hashable, CaseIterable {
     /// Commit an entry from an earlier term as soon as a majority stores it (Figure 8 bug).
     case commitPreviousTermEntriesByCounting
     /// Grant votes without the election restriction (candidate's log may be behind).
     case grantVotesWithoutLogCheck
+
+    // Each of these sends one message that depends on durable state before that state is
+    // durable (DESIGN.md rule 1), one site each, so the simulation can show it notices.
+
+    /// A candidate asks for votes before its own term and vote are written.
+    case requestVoteBeforeDurable
+    /// A vote (or pre-vote) grant leaves before the vote it carries is written.
+    case grantVoteBeforeDurable
+    /// An append acknowledgement leaves before the entries it acknowledges are written.
+    case acknowledgeAppendBeforeDurable
+    /// The answer to an append below the commit index claims the log through the commit
+    /// index before that part of the log is written.
+    case acknowledgeCommittedBeforeDurable
+    /// The same, for a snapshot at or below the commit index.
+    case acknowledgeCommittedSnapshotBeforeDurable
+    /// A snapshot whose last entry the log already holds is acknowledged before that entry is written.
+    case acknowledgeMatchingSnapshotBeforeDurable
+    /// An installed snapshot is acknowledged before it is written.
+    case acknowledgeInstalledSnapshotBeforeDurable
 }
 
 /// What survived on disk, handed back to the core on restart.
@@ -316,7 +335,7 @@ public struct RaftCore: Sendable {
                 Message(
                     type: preVote ? .preVote : .vote, from: id, to: v, term: voteTerm,
                     logTerm: log.lastTerm, index: log.lastIndex, context: transfer ? Self.transferContext : 0),
-                afterPersist: !preVote)
+                afterPersist: !preVote && waitsForDisk(unless: .requestVoteBeforeDurable))
         }
     }
 
@@ -417,7 +436,7 @@ public struct RaftCore: Sendable {
                 electionElapsed = 0
                 vote = m.from
             }
-            send(Message(type: responseType, from: id, to: m.from, term: m.term), afterPersist: true)
+            send(Message(type: responseType, from: id, to: m.from, term: m.term), afterPersist: waitsForDisk(unless: .grantVoteBeforeDurable))
         } else {
             send(Message(type: responseType, from: id, to: m.from, term: term, reject: true), afterPersist: true)
         }
@@ -475,7 +494,9 @@ public struct RaftCore: Sendable {
 
     private mutating func handleAppend(_ m: Message) {
         if m.index < log.committed {
-            send(Message(type: .appendResponse, from: id, to: m.from, term: term, index: log.committed), afterPersist: true)
+            send(
+                Message(type: .appendResponse, from: id, to: m.from, term: term, index: log.committed),
+                afterPersist: waitsForDisk(unless: .acknowledgeCommittedBeforeDurable))
             return
         }
         guard log.matches(index: m.index, term: m.logTerm) else {
@@ -507,20 +528,26 @@ public struct RaftCore: Sendable {
             appendToLog(Array(m.entries[k...]))
         }
         commit(to: min(m.commit, lastNew))
-        send(Message(type: .appendResponse, from: id, to: m.from, term: term, index: lastNew), afterPersist: true)
+        send(
+            Message(type: .appendResponse, from: id, to: m.from, term: term, index: lastNew),
+            afterPersist: waitsForDisk(unless: .acknowledgeAppendBeforeDurable))
     }
 
     private mutating func handleSnapshot(_ m: Message) {
         guard let s = m.snapshot else { return }
         let meta = s.metadata
         if meta.index <= log.committed {
-            send(Message(type: .appendResponse, from: id, to: m.from, term: term, index: log.committed), afterPersist: true)
+            send(
+                Message(type: .appendResponse, from: id, to: m.from, term: term, index: log.committed),
+                afterPersist: waitsForDisk(unless: .acknowledgeCommittedSnapshotBeforeDurable))
             return
         }
         if log.matches(index: meta.index, term: meta.term) {
             // Our log already has the snapshot's last entry: just learn that it is committed.
             commit(to: meta.index)
-            send(Message(type: .appendResponse, from: id, to: m.from, term: term, index: meta.index), afterPersist: true)
+            send(
+                Message(type: .appendResponse, from: id, to: m.from, term: term, index: meta.index),
+                afterPersist: waitsForDisk(unless: .acknowledgeMatchingSnapshotBeforeDurable))
             return
         }
         log.restore(snapshotIndex: meta.index, snapshotTerm: meta.term)
@@ -533,7 +560,9 @@ public struct RaftCore: Sendable {
         pendingPersist.truncateFrom = meta.index + 1
         flushPersist(forceHardState: true)
         effects.append(.installSnapshot(s))
-        send(Message(type: .appendResponse, from: id, to: m.from, term: term, index: meta.index), afterPersist: true)
+        send(
+            Message(type: .appendResponse, from: id, to: m.from, term: term, index: meta.index),
+            afterPersist: waitsForDisk(unless: .acknowledgeInstalledSnapshotBeforeDurable))
     }
 
     private mutating func stepLeader(_ m: Message) {
@@ -933,6 +962,12 @@ public struct RaftCore: Sendable {
     }
 
     // MARK: - Effects
+
+    /// A message that depends on durable state waits for the disk; only a test that breaks
+    /// one site on purpose, to see the simulation notice, gets `false` here.
+    private func waitsForDisk(unless mutation: TestingMutation) -> Bool {
+        config.testingMutations.isEmpty || !config.testingMutations.contains(mutation)
+    }
 
     private mutating func send(_ m: Message, afterPersist: Bool) {
         flushPersist(forceHardState: false)
