@@ -9,6 +9,12 @@ public struct FaultProfile: Sendable, Hashable {
     public var membershipChanges = true
     public var leadershipTransfers = true
     public var snapshots = true
+    /// A node's writes take up to 5–100 ms for a while instead of 0–3 ms, so what it sends
+    /// runs well ahead of what it has written.
+    public var slowDisks = true
+    /// Power fails on a node while a chosen write is still on its way to disk, and the node
+    /// is back within 20 ms, soon enough to hear what was already in flight to it.
+    public var powerCuts = true
 
     public init() {}
 
@@ -22,6 +28,8 @@ public struct FaultProfile: Sendable, Hashable {
         p.membershipChanges = false
         p.leadershipTransfers = false
         p.snapshots = false
+        p.slowDisks = false
+        p.powerCuts = false
         return p
     }()
 }
@@ -40,6 +48,10 @@ public struct SimulationConfig: Sendable {
     public var chaosEveryMillis: ClosedRange<UInt64> = 50...300
     /// Byte limit for one append; 1 sends one entry per message.
     public var maxMessageBytes = 256
+    /// Check, the moment each message leaves, that what it promises is already durable
+    /// (DESIGN.md rule 1). Off only to see whether the other checkers notice a broken
+    /// promise by its consequences.
+    public var auditSpeech = true
 
     public init(
         seed: UInt64, nodes: Int = 3, chaosMillis: UInt64 = 4_000, healMillis: UInt64 = 4_000,
@@ -51,6 +63,58 @@ public struct SimulationConfig: Sendable {
         self.healMillis = healMillis
         self.faults = faults
         self.mutations = mutations
+    }
+}
+
+extension SimulationConfig {
+    /// What a replay must set, beyond seed and cluster size, to rerun this configuration:
+    /// environment assignments that `apply(environment:)` reads back.
+    public var replayEnvironment: [String] {
+        let base = SimulationConfig(seed: seed, nodes: nodes)
+        var env: [String] = []
+        if !mutations.isEmpty {
+            env.append("SWITCHMAN_SIM_MUTATIONS=" + mutations.map { "\($0)" }.sorted().joined(separator: ","))
+        }
+        if chaosEveryMillis != base.chaosEveryMillis {
+            env.append("SWITCHMAN_SIM_CHAOS_EVERY_MS=\(chaosEveryMillis.lowerBound)-\(chaosEveryMillis.upperBound)")
+        }
+        if maxMessageBytes != base.maxMessageBytes { env.append("SWITCHMAN_SIM_MAX_MESSAGE_BYTES=\(maxMessageBytes)") }
+        if !auditSpeech { env.append("SWITCHMAN_SIM_AUDIT=0") }
+        return env
+    }
+
+    /// Applies the settings of `replayEnvironment`; returns a line for each value it could
+    /// not read, so that a replay never silently runs some other configuration.
+    public mutating func apply(environment env: [String: String]) -> [String] {
+        var problems: [String] = []
+        if let names = env["SWITCHMAN_SIM_MUTATIONS"], !names.isEmpty {
+            for name in names.split(separator: ",") {
+                if let m = TestingMutation.allCases.first(where: { "\($0)" == name }) {
+                    mutations.insert(m)
+                } else {
+                    problems.append("SWITCHMAN_SIM_MUTATIONS: no mutation named \(name)")
+                }
+            }
+        }
+        if let range = env["SWITCHMAN_SIM_CHAOS_EVERY_MS"] {
+            let parts = range.split(separator: "-").compactMap { UInt64($0) }
+            if parts.count == 2, parts[0] <= parts[1] {
+                chaosEveryMillis = parts[0]...parts[1]
+            } else {
+                problems.append("SWITCHMAN_SIM_CHAOS_EVERY_MS: expected LOW-HIGH, got \(range)")
+            }
+        }
+        if let bytes = env["SWITCHMAN_SIM_MAX_MESSAGE_BYTES"] {
+            if let b = Int(bytes), b > 0 { maxMessageBytes = b } else { problems.append("SWITCHMAN_SIM_MAX_MESSAGE_BYTES: \(bytes)") }
+        }
+        if let audit = env["SWITCHMAN_SIM_AUDIT"] {
+            switch audit {
+            case "0": auditSpeech = false
+            case "1": auditSpeech = true
+            default: problems.append("SWITCHMAN_SIM_AUDIT: expected 0 or 1, got \(audit)")
+            }
+        }
+        return problems
     }
 }
 
@@ -66,6 +130,12 @@ public struct SimulationStats: Sendable, Hashable, CustomStringConvertible {
     public var asymmetricPartitions = 0
     public var crashes = 0
     public var lostUnpersistedWrites = 0
+    public var powerCuts = 0
+    /// Power cuts that struck a write recording a new term or vote.
+    public var powerCutsOnVotes = 0
+    public var slowDisks = 0
+    /// Messages whose promise the speech audit checked against durable state.
+    public var promisesAudited = 0
     public var compactions = 0
     public var snapshotsInstalled = 0
     public var membershipChanges = 0
@@ -88,6 +158,10 @@ public struct SimulationStats: Sendable, Hashable, CustomStringConvertible {
         asymmetricPartitions += o.asymmetricPartitions
         crashes += o.crashes
         lostUnpersistedWrites += o.lostUnpersistedWrites
+        powerCuts += o.powerCuts
+        powerCutsOnVotes += o.powerCutsOnVotes
+        slowDisks += o.slowDisks
+        promisesAudited += o.promisesAudited
         compactions += o.compactions
         snapshotsInstalled += o.snapshotsInstalled
         membershipChanges += o.membershipChanges
@@ -102,6 +176,7 @@ public struct SimulationStats: Sendable, Hashable, CustomStringConvertible {
         "events=\(events) checks=\(invariantChecks) elections=\(elections) msgs=\(messagesSent) "
             + "dropped=\(messagesDropped) duplicated=\(messagesDuplicated) partitions=\(partitions) "
             + "asymmetric=\(asymmetricPartitions) crashes=\(crashes) lostWrites=\(lostUnpersistedWrites) "
+            + "powerCuts=\(powerCuts) onVotes=\(powerCutsOnVotes) slowDisks=\(slowDisks) audited=\(promisesAudited) "
             + "compactions=\(compactions) snapshotsInstalled=\(snapshotsInstalled) "
             + "membershipChanges=\(membershipChanges) leaderRemovals=\(leaderRemovals) transfers=\(transfers) "
             + "writesAcked=\(writesAcked) reads=\(readsServed) readsFailed=\(readsFailed)"
@@ -114,11 +189,18 @@ public struct SimulationFailure: Error, Sendable, CustomStringConvertible {
     public var atMillis: UInt64
     public var violation: String
     public var trace: [String]
+    /// Settings beyond seed and size that the replay needs (`SimulationConfig.replayEnvironment`).
+    public var replayEnvironment: [String] = []
+
+    public var replayCommand: String {
+        (["SWITCHMAN_SIM_SEED=\(seed)", "SWITCHMAN_SIM_NODES=\(nodes)"] + replayEnvironment).joined(separator: " ")
+            + " swift test --filter SimulationTests/replay"
+    }
 
     public var description: String {
         """
         Raft simulation invariant violated (seed \(seed), \(nodes) nodes, t=\(atMillis) ms): \(violation)
-        replay: SWITCHMAN_SIM_SEED=\(seed) SWITCHMAN_SIM_NODES=\(nodes) swift test --filter SimulationTests/replay
+        replay: \(replayCommand)
         last events:
         \(trace.suffix(50).joined(separator: "\n"))
         """
