@@ -15,12 +15,13 @@ public enum SeedRunner {
         configure: @Sendable @escaping (inout SimulationConfig) -> Void = { _ in }
     ) async -> Summary {
         let workers = max(workers, 1)
+        let lowest = LowestFailure()
         return await withTaskGroup(of: Summary.self) { group in
             for w in 0..<workers {
                 group.addTask {
                     await onOwnThread {
                         runWorker(first: w, stride: workers, firstSeed: firstSeed, count: count, nodes: nodes,
-                                  stopAfterFailures: stopAfterFailures, configure: configure)
+                                  stopAfterFailures: stopAfterFailures, lowest: lowest, configure: configure)
                     }
                 }
             }
@@ -37,11 +38,14 @@ public enum SeedRunner {
 
     private static func runWorker(
         first: Int, stride: Int, firstSeed: UInt64, count: Int, nodes: Int, stopAfterFailures: Int,
-        configure: (inout SimulationConfig) -> Void
+        lowest: LowestFailure, configure: (inout SimulationConfig) -> Void
     ) -> Summary {
         var s = Summary()
         var i = first
         while i < count {
+            // Looking for the first failing seed, a worker past one another worker already
+            // found cannot find an earlier one.
+            if stopAfterFailures == 1, let found = lowest.index, i > found { break }
             var cfg = SimulationConfig(seed: firstSeed &+ UInt64(i), nodes: nodes)
             configure(&cfg)
             let sim = Simulator(config: cfg)
@@ -50,12 +54,24 @@ public enum SeedRunner {
             } catch {
                 s.stats.add(sim.stats)
                 s.failures.append(error)
+                lowest.offer(i)
                 if s.failures.count >= stopAfterFailures { break }
             }
             s.seedsRun += 1
             i += stride
         }
         return s
+    }
+
+    private final class LowestFailure: @unchecked Sendable {
+        private let lock = NSLock()
+        private var lowest: Int?
+
+        var index: Int? { lock.withLock { lowest } }
+
+        func offer(_ i: Int) {
+            lock.withLock { lowest = min(lowest ?? i, i) }
+        }
     }
 
     /// Runs CPU-bound work on a thread of its own — not on Swift's cooperative pool, nor on
