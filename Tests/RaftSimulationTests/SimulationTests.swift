@@ -7,11 +7,31 @@ import Testing
 private let seedsPerSize = Int(ProcessInfo.processInfo.environment["SWITCHMAN_SIM_SEEDS"] ?? "") ?? 1500
 private let baseSeed = UInt64(ProcessInfo.processInfo.environment["SWITCHMAN_SIM_BASE_SEED"] ?? "") ?? 1
 
+/// The replay settings of a failure (mutations, fault rates, audit), read from the
+/// environment so a printed replay command reruns exactly the failing configuration.
+private func environmentConfig(seed: UInt64, nodes: Int) -> (SimulationConfig, [String]) {
+    var cfg = SimulationConfig(seed: seed, nodes: nodes)
+    let problems = cfg.apply(environment: ProcessInfo.processInfo.environment)
+    return (cfg, problems)
+}
+
+/// Durability before speech (DESIGN.md rule 1), broken at one send site each.
+private let speechMutations: [TestingMutation] = [
+    .requestVoteBeforeDurable, .grantVoteBeforeDurable, .acknowledgeAppendBeforeDurable,
+    .acknowledgeCommittedBeforeDurable, .acknowledgeCommittedSnapshotBeforeDurable,
+    .acknowledgeMatchingSnapshotBeforeDurable, .acknowledgeInstalledSnapshotBeforeDurable,
+]
+
 @Suite struct SimulationTests {
     @Test(arguments: [3, 5])
     func randomizedFaultsKeepRaftSafe(nodes: Int) async throws {
+        let problems = environmentConfig(seed: baseSeed, nodes: nodes).1
+        for p in problems { Issue.record("\(p)") }
+        guard problems.isEmpty else { return }
         let started = ContinuousClock.now
-        let summary = await SeedRunner.run(firstSeed: baseSeed, count: seedsPerSize, nodes: nodes)
+        let summary = await SeedRunner.run(firstSeed: baseSeed, count: seedsPerSize, nodes: nodes) { cfg in
+            _ = cfg.apply(environment: ProcessInfo.processInfo.environment)
+        }
         let elapsed = ContinuousClock.now - started
         print("simulation \(nodes) nodes: \(summary.seedsRun) seeds in \(elapsed): \(summary.stats)")
         if let f = summary.failures.first {
@@ -22,6 +42,8 @@ private let baseSeed = UInt64(ProcessInfo.processInfo.environment["SWITCHMAN_SIM
         #expect(s.elections > summary.seedsRun)
         #expect(s.partitions > 0 && s.asymmetricPartitions > 0)
         #expect(s.crashes > 0 && s.lostUnpersistedWrites > 0)
+        #expect(s.powerCuts > 0 && s.powerCutsOnVotes > 0 && s.slowDisks > 0)
+        #expect(s.promisesAudited > 0)
         #expect(s.messagesDropped > 0 && s.messagesDuplicated > 0)
         #expect(s.compactions > 0 && s.snapshotsInstalled > 0)
         #expect(s.membershipChanges > 0 && s.leaderRemovals > 0)
@@ -29,12 +51,16 @@ private let baseSeed = UInt64(ProcessInfo.processInfo.environment["SWITCHMAN_SIM
         #expect(s.writesAcked > 0 && s.readsServed > 0)
     }
 
-    /// Replays one seed: SWITCHMAN_SIM_SEED=N SWITCHMAN_SIM_NODES=3 swift test --filter SimulationTests/replay
+    /// Replays one seed with the settings a failure printed, e.g.
+    /// SWITCHMAN_SIM_SEED=N SWITCHMAN_SIM_NODES=3 swift test --filter SimulationTests/replay
     @Test func replay() throws {
         let env = ProcessInfo.processInfo.environment
         let seed = UInt64(env["SWITCHMAN_SIM_SEED"] ?? "") ?? 1
         let nodes = Int(env["SWITCHMAN_SIM_NODES"] ?? "") ?? 3
-        let sim = Simulator(config: SimulationConfig(seed: seed, nodes: nodes))
+        let (cfg, problems) = environmentConfig(seed: seed, nodes: nodes)
+        for p in problems { Issue.record("\(p)") }
+        guard problems.isEmpty else { return }
+        let sim = Simulator(config: cfg)
         do {
             let stats = try sim.run()
             print("seed \(seed) (\(nodes) nodes): \(stats)")
@@ -45,7 +71,7 @@ private let baseSeed = UInt64(ProcessInfo.processInfo.environment["SWITCHMAN_SIM
 
     /// The checkers can fail: with a deliberate rule violation switched on, some seed breaks
     /// an invariant and is reported with its seed.
-    @Test(arguments: [TestingMutation.commitPreviousTermEntriesByCounting, .grantVotesWithoutLogCheck])
+    @Test(arguments: [TestingMutation.commitPreviousTermEntriesByCounting, .grantVotesWithoutLogCheck] + speechMutations)
     func mutationIsCaught(mutation: TestingMutation) async throws {
         // Faults come faster and appends carry one entry each, which makes the interleavings
         // of Figure 8 (an old entry reaches a majority before the new leader's own) likely.
@@ -54,7 +80,30 @@ private let baseSeed = UInt64(ProcessInfo.processInfo.environment["SWITCHMAN_SIM
             cfg.chaosEveryMillis = 10...60
             cfg.maxMessageBytes = 1
         }
-        print("mutation \(mutation): caught after \(summary.seedsRun) seeds: \(summary.failures.first.map { $0.violation } ?? "NOT CAUGHT")")
+        report(mutation, summary)
         #expect(!summary.failures.isEmpty, "the simulation did not catch \(mutation)")
+    }
+
+    /// With the speech audit off, the fault model alone must turn a promise sent ahead of its
+    /// write into a visible failure: a forgotten vote into two leaders of one term, a
+    /// forgotten entry into a changed history. Otherwise the audit would be the only thing
+    /// standing between a refactor and a broken rule 1, and the other checkers would prove
+    /// nothing about durability.
+    @Test(arguments: [TestingMutation.grantVoteBeforeDurable, .acknowledgeAppendBeforeDurable])
+    func brokenPromiseHasConsequences(mutation: TestingMutation) async throws {
+        let summary = await SeedRunner.run(firstSeed: baseSeed, count: seedsPerSize, nodes: 3) { cfg in
+            cfg.mutations = [mutation]
+            cfg.auditSpeech = false
+        }
+        report(mutation, summary, " (audit off)")
+        #expect(!summary.failures.isEmpty, "with the audit off the simulation did not notice \(mutation)")
+    }
+
+    private func report(_ mutation: TestingMutation, _ summary: SeedRunner.Summary, _ how: String = "") {
+        if let f = summary.failures.first {
+            print("mutation \(mutation)\(how): caught at seed \(f.seed): \(f.violation)\n  replay: \(f.replayCommand)")
+        } else {
+            print("mutation \(mutation)\(how): NOT CAUGHT in \(summary.seedsRun) seeds")
+        }
     }
 }
