@@ -63,6 +63,7 @@ public enum SeedRunner {
         return s
     }
 
+    // @unchecked: `lowest` is only read and written while holding `lock`.
     private final class LowestFailure: @unchecked Sendable {
         private let lock = NSLock()
         private var lowest: Int?
