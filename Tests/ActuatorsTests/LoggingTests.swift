@@ -36,7 +36,9 @@ struct LoggingTests {
                 <Response><Errors><Error><Code>InvalidRouteTableID.NotFound</Code><Message>no such table</Message></Error></Errors><RequestID>req-1234-abcd</RequestID></Response>
                 """.utf8))
         }) { server in
-            let chain = CredentialsChain.standard(environment: ["HOME": "/nonexistent", "AWS_EC2_METADATA_SERVICE_ENDPOINT": server.url])
+            // A generous metadata timeout: on a loaded machine the fake can take more than the 1 s default.
+            let chain = CredentialsChain.standard(environment: ["HOME": "/nonexistent", "AWS_EC2_METADATA_SERVICE_ENDPOINT": server.url,
+                                                                "AWS_METADATA_SERVICE_TIMEOUT": "60"])
             let config = AWSClientConfiguration(region: "us-east-1", endpointOverride: server.url, identity: CallerIdentity(nodeID: "n9"))
             let ec2 = EC2Client(configuration: config, credentials: chain, logger: logger)
             let actuator = AWSRouteActuator(ec2: ec2, logger: logger)
