@@ -970,6 +970,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         rec_ = self.server.recorder
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            # The client closed before its body was complete (a Switchman write whose lease ran
+            # out after the head left): AWS never acts on such a request, and neither do we.
+            self.close_connection = True
+            return
         seq = next(rec_.seq)
         rec = {"seq": seq, "mono_ns": mono, "wall": wall, "method": self.command, "path": self.path}
         ua = self.headers.get("User-Agent", "")

@@ -290,6 +290,21 @@ class TestRealism(unittest.TestCase):
         self.assertEqual(status, 400)
         self.assertIn(b'xmlns="http://ec2.amazonaws.com/doc/', body)   # moto's own error, untouched
 
+    def test_incomplete_body_is_not_carried_out(self):
+        W.route("10.22.0.0/16", W.extra)
+        pos = W.log_pos()
+        body = urllib.parse.urlencode({"Action": "DeleteRoute", "RouteTableId": W.rtb,
+                                       "DestinationCidrBlock": "10.22.0.0/16", "Version": "2016-11-15"}).encode()
+        with socket.create_connection(("127.0.0.1", W.proxy_port), timeout=30) as s:
+            # The head promises the whole body; half of it is sent, then the connection closes.
+            s.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " + AUTH.encode() +
+                      b"\r\nContent-Type: application/x-www-form-urlencoded; charset=utf-8\r\n"
+                      b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:len(body) // 2])
+            s.shutdown(socket.SHUT_WR)
+            self.assertEqual(s.recv(1024), b"")   # closed without an answer
+        self.assertEqual(self.requests(pos), [])
+        self.assertEqual(target(W.routes(W.moto_port), "10.22.0.0/16"), W.extra)
+
     def test_legacy_faults_unchanged(self):
         W.set_control({"throttle": 1, "actions": ["DescribeVpcs"]})
         pos = W.log_pos()

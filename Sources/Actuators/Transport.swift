@@ -210,6 +210,28 @@ final class AWSTransport: Sendable {
     /// An attempt stopped before its request left: nothing of it can reach AWS.
     private struct NotSent: Error {}
 
+    /// A write's body, given to the HTTP client only while its lease lasts.
+    struct LeaseCheckedBody: AsyncSequence, Sendable {
+        typealias Element = ByteBuffer
+        struct LeaseOver: Error {}
+
+        let bytes: [UInt8]
+        let deadline: NIODeadline
+
+        struct AsyncIterator: AsyncIteratorProtocol {
+            var bytes: [UInt8]?
+            let deadline: NIODeadline
+            mutating func next() async throws -> ByteBuffer? {
+                guard let body = bytes else { return nil }
+                bytes = nil
+                guard NIODeadline.now() < deadline else { throw LeaseOver() }
+                return ByteBuffer(bytes: body)
+            }
+        }
+
+        func makeAsyncIterator() -> AsyncIterator { AsyncIterator(bytes: bytes, deadline: deadline) }
+    }
+
     private func attemptOnce(_ op: AWSOperation, deadline: NIODeadline) async throws -> AWSResponse {
         let creds = try await credentials.credentials(logger: logger)
         var signable = SigV4Request(method: op.method.rawValue, path: op.path, query: op.query,
@@ -221,13 +243,29 @@ final class AWSTransport: Sendable {
         request.method = op.method
         for (name, value) in signable.headers { request.headers.add(name: name, value: value) }
         request.headers.replaceOrAdd(name: "User-Agent", value: configuration.identity.userAgent(fencing: op.fencing))
-        if !op.body.isEmpty { request.body = .bytes(op.body) }
-        // Checked again here, after the credentials and signing: a write's deadline is the end
-        // of its leader's lease, and a call that would leave after it must not leave at all.
+        if !op.body.isEmpty {
+            // A write's deadline is the end of its leader's lease. The HTTP client writes a
+            // request's head and a body given as bytes in one go, as soon as it has a
+            // connection, and a process stalled in between (SIGSTOP, a starved CPU) would write
+            // them when it wakes, before the client's own deadline timer runs. A body handed
+            // over as a sequence is asked for only after the head is out, so the lease is checked
+            // as late as we can: past it, the body is refused and the connection closed, and a
+            // request without its body is never carried out.
+            request.body = op.fencing == nil
+                ? .bytes(op.body)
+                : .stream(LeaseCheckedBody(bytes: op.body, deadline: deadline), length: .known(Int64(op.body.count)))
+        }
+        // Checked again here, after the credentials and signing, so a call that is already too
+        // late costs no connection.
         guard NIODeadline.now() < deadline else { throw NotSent() }
         // No logger handed to the HTTP client: at trace level it could print request details,
         // and these carry the session token.
-        let response = try await http.execute(request, deadline: deadline)
+        let response: HTTPClientResponse
+        do {
+            response = try await http.execute(request, deadline: deadline)
+        } catch is LeaseCheckedBody.LeaseOver {
+            throw NotSent()
+        }
         let body = try await response.body.collect(upTo: 16 * 1024 * 1024)
         let requestID = response.headers.first(name: "x-amzn-RequestId") ?? response.headers.first(name: "x-amz-request-id")
         return AWSResponse(status: Int(response.status.code), requestID: requestID, body: Array(buffer: body),

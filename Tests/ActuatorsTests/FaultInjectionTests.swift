@@ -1,6 +1,8 @@
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
+import AsyncHTTPClient
 import Testing
 
 @testable import Actuators
@@ -102,6 +104,74 @@ struct FaultInjectionTests {
             }
             #expect(proxy.count("DescribeRouteTables") == 0)
         }
+    }
+
+    /// Credentials that, when asked, stall the HTTP client's only event loop, as a SIGSTOP or a
+    /// starved CPU stalls the whole process: the call passes its last check before sending,
+    /// and the loop wakes only after the lease is over.
+    struct LoopStallingCredentials: CredentialsSource {
+        let inner: AWSCredentials
+        let loop: any EventLoop
+        let stall: Duration
+        let armed: Locked<Bool>
+        func credentials(logger: Logger) async throws -> AWSCredentials {
+            if armed.withLock({ $0 }) {
+                let seconds = Double(stall.components.seconds) + Double(stall.components.attoseconds) / 1e18
+                loop.execute { Thread.sleep(forTimeInterval: seconds) }
+            }
+            return inner
+        }
+    }
+
+    /// The fence must hold at the point the request's bytes are written, not only before the
+    /// call is handed to the HTTP client: a process stalled after the last check of its own,
+    /// with a warm connection, would otherwise write as soon as it wakes, before the client's
+    /// own deadline timer gets to run (chaos pause-leader, seed 20793).
+    @Test func aWriteStalledPastItsLeaseAfterTheLastCheckDoesNotReachAWS() async throws {
+        let actions = Locked<[String]>([])
+        try await withTestServer({ request in
+            let form = String(decoding: request.body, as: UTF8.self)
+            let action = form.split(separator: "&").first { $0.hasPrefix("Action=") }.map { String($0.dropFirst(7)) } ?? "?"
+            actions.withLock { $0.append(action) }
+            let xml = action == "ReplaceRoute"
+                ? "<ReplaceRouteResponse><requestId>r-1</requestId><return>true</return></ReplaceRouteResponse>"
+                : "<DescribeRouteTablesResponse><requestId>r-0</requestId><routeTableSet/></DescribeRouteTablesResponse>"
+            return .respond(status: .ok, headers: [("Content-Type", "text/xml")], body: Array(xml.utf8))
+        }) { server in
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let http = HTTPClient(eventLoopGroupProvider: .shared(group))
+            let armed = Locked(false)
+            let config = AWSClientConfiguration(region: "us-east-1", endpointOverride: server.url, identity: CallerIdentity(nodeID: "n1"))
+            var logger = Logger(label: "test.actuators")
+            logger.logLevel = .critical
+            let creds = AWSCredentials(accessKeyID: "AKIDEXAMPLE", secretAccessKey: "secret", sessionToken: nil)
+            let ec2 = EC2Client(configuration: config,
+                                credentials: LoopStallingCredentials(inner: creds, loop: group.next(), stall: .milliseconds(600), armed: armed),
+                                httpClient: http, rateLimiter: RateLimiter(limits: RateLimits()), logger: logger)
+            // Whether the woken loop runs the write or the client's own deadline timer first
+            // depends on how the client queued them, so the stall is tried several times.
+            for _ in 0..<10 {
+                // A read first, so the write finds the connection already open.
+                _ = try await ec2.describeRouteTables(deadline: .now() + .seconds(30))
+                armed.withLock { $0 = true }
+                await #expect {
+                    try await ec2.replaceRoute(routeTableId: "rtb-1", destination: remote, target: .networkInterface("eni-1"),
+                                               fencing: fencing, deadline: .now() + .milliseconds(250))
+                } throws: { error in
+                    // Not sent, so not ambiguous: nothing is left for the next read to confirm.
+                    guard case AWSClientError.deadlineExceeded(_, let attempts, _) = error else { return false }
+                    return attempts == 0
+                }
+                armed.withLock { $0 = false }
+            }
+            // A last read proves the server still answers, so a write missing below is not one
+            // still in flight.
+            _ = try await ec2.describeRouteTables(deadline: .now() + .seconds(30))
+            try await http.shutdown()
+            try await group.shutdownGracefully()
+        }
+        #expect(actions.withLock { $0 }.filter { $0 != "DescribeRouteTables" } == [])
+        #expect(actions.withLock { $0 }.count == 11)
     }
 
     @Test func deadlinesAreRespectedAndAFailedEnsureCanBeRepaired() async throws {
