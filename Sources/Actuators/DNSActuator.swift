@@ -32,7 +32,25 @@ public protocol DNSActuator: Sendable {
     /// The records of one zone named in `names` (of `type`), keyed by canonical name (lower
     /// case, with the final dot); a name missing from the result has no such record.
     func readRecords(hostedZoneId: String, names: [String], type: String, deadline: NIODeadline) async throws -> [String: ResourceRecordSet]
-    func ensureRecord(_ record: DesiredRecord, fencing: FencingToken, deadline: NIODeadline) async throws -> DNSEnsureOutcome
+    /// Upserts `records`, all of one hosted zone, in one ChangeBatch without reading them
+    /// first (the caller's read planned the write). Route 53 applies a batch whole or not at
+    /// all, so a refusal means none of the records changed.
+    func writeRecords(_ records: [DesiredRecord], fencing: FencingToken, deadline: NIODeadline) async throws -> DNSEnsureOutcome
+}
+
+/// What a batch cannot be asked to do.
+public enum DNSBatchError: Error, Equatable, CustomStringConvertible {
+    case empty
+    case severalZones([String])
+    case tooLarge(Int)
+
+    public var description: String {
+        switch self {
+        case .empty: return "a DNS batch with no records"
+        case .severalZones(let zones): return "a DNS batch for several hosted zones: \(zones.joined(separator: ", "))"
+        case .tooLarge(let n): return "a DNS batch of \(n) upserts; Route 53 takes at most \(AWSDNSActuator.maxUpsertsPerBatch)"
+        }
+    }
 }
 
 extension DNSActuator {
@@ -109,16 +127,32 @@ public final class AWSDNSActuator: DNSActuator {
         return found
     }
 
+    /// Route 53 counts an UPSERT twice against its 1,000 ResourceRecord elements per batch,
+    /// and each of our records has one value.
+    public static let maxUpsertsPerBatch = 500
+
+    /// Reads the record and upserts it only when it differs.
     public func ensureRecord(_ record: DesiredRecord, fencing: FencingToken, deadline: NIODeadline) async throws -> DNSEnsureOutcome {
         if let current = try await readRecord(hostedZoneId: record.hostedZoneId, name: record.name, type: record.type, deadline: deadline),
            current.ttl == record.ttl, current.values.sorted() == record.values.sorted() {
             return .unchanged
         }
+        return try await writeRecords([record], fencing: fencing, deadline: deadline)
+    }
+
+    public func writeRecords(_ records: [DesiredRecord], fencing: FencingToken, deadline: NIODeadline) async throws -> DNSEnsureOutcome {
+        guard let zone = records.first?.hostedZoneId else { throw DNSBatchError.empty }
+        let zones = Set(records.map(\.hostedZoneId))
+        guard zones.count == 1 else { throw DNSBatchError.severalZones(zones.sorted()) }
+        guard records.count <= Self.maxUpsertsPerBatch else { throw DNSBatchError.tooLarge(records.count) }
         let info = try await route53.changeResourceRecordSets(
-            hostedZoneId: record.hostedZoneId,
-            changes: [RecordChange(.upsert, ResourceRecordSet(name: record.name, type: record.type, ttl: record.ttl, values: record.values))],
+            hostedZoneId: zone,
+            changes: records.map { RecordChange(.upsert, ResourceRecordSet(name: $0.name, type: $0.type, ttl: $0.ttl, values: $0.values)) },
             comment: "switchman \(fencing)", fencing: fencing, deadline: deadline)
-        logger.info("record upserted", metadata: ["record": "\(record)", "change": "\(info.id)", "fencing": "\(fencing)"])
+        logger.info("records upserted", metadata: [
+            "zone": "\(zone)", "records": "\(records.map(\.description).joined(separator: "; "))",
+            "change": "\(info.id)", "fencing": "\(fencing)",
+        ])
         if info.status == "INSYNC" { return .upserted(changeID: info.id, insync: true) }
         let final = try await route53.waitForInsync(changeID: info.id, pollInterval: pollInterval, deadline: deadline)
         return .upserted(changeID: info.id, insync: final.status == "INSYNC")

@@ -174,6 +174,25 @@ struct MotoIntegrationTests {
             _ = try await c.dns.ensureRecord(moved, fencing: FencingToken(term: 8, index: 2), deadline: deadline())
             #expect(try await cliValues() == ["10.0.2.20"])
 
+            // Several records of the zone in one call, read back with awscli; a batch that
+            // mixes zones or is empty is refused before anything is sent.
+            proxy.resetCounts()
+            let pair = [DesiredRecord(hostedZoneId: zoneID, name: "gw.vpn.example.internal", ttl: 60, values: ["10.0.3.30"]),
+                        DesiredRecord(hostedZoneId: zoneID, name: "gw2.vpn.example.internal", ttl: 60, values: ["10.0.3.31"])]
+            _ = try await c.dns.writeRecords(pair, fencing: FencingToken(term: 8, index: 3), deadline: deadline())
+            #expect(proxy.count("ChangeResourceRecordSets") == 1)
+            #expect(try await cliValues() == ["10.0.3.30"])
+            let listed = try await moto.awsDict(["route53", "list-resource-record-sets", "--hosted-zone-id", zoneID])
+            let second = (listed["ResourceRecordSets"] as? [[String: Any]] ?? []).first { ($0["Name"] as? String) == "gw2.vpn.example.internal." }
+            #expect((second?["ResourceRecords"] as? [[String: Any]])?.compactMap { $0["Value"] as? String } == ["10.0.3.31"])
+            await #expect(throws: DNSBatchError.severalZones(["Z-OTHER", zoneID].sorted())) {
+                _ = try await c.dns.writeRecords(pair + [DesiredRecord(hostedZoneId: "Z-OTHER", name: "x.example", values: ["10.0.0.1"])],
+                                                 fencing: fencing, deadline: deadline())
+            }
+            await #expect(throws: DNSBatchError.empty) { _ = try await c.dns.writeRecords([], fencing: fencing, deadline: deadline()) }
+            #expect(proxy.count("ChangeResourceRecordSets") == 1)
+            _ = try await c.dns.ensureRecord(moved, fencing: FencingToken(term: 8, index: 4), deadline: deadline())
+
             // Raw client: CREATE + DELETE batch, GetChange, full listing.
             let info = try await c.route53.changeResourceRecordSets(hostedZoneId: zoneID, changes: [
                 RecordChange(.create, ResourceRecordSet(name: "extra.vpn.example.internal", type: "TXT", ttl: 30, values: ["\"hello\""])),

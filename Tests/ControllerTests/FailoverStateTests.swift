@@ -315,7 +315,7 @@ struct Harness {
 
         // A newer term's intent abandons the older term's pending ones.
         let t3 = FencingToken(term: 2, index: 12)
-        h.apply(.intent(t3, .dns(zoneId: "Z1", name: "vpn.example", address: "10.0.0.9", ttl: 30)))
+        h.apply(.intent(t3, .dns(zoneId: "Z1", records: [DNSRecordWrite(name: "vpn.example", address: "10.0.0.9", ttl: 30)])))
         let t4 = FencingToken(term: 3, index: 20)
         h.apply(.intent(t4, write))
         #expect(Array(h.state.pending.keys) == [t4])

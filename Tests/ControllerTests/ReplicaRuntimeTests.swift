@@ -39,6 +39,10 @@ final class FakeAWS: Sendable {
         var failDNSReads = false
         var refuseDNSWrites = false
         var dnsWriteAttempts = 0
+        /// The record names of each ChangeBatch, in order.
+        var dnsBatches: [[String]] = []
+        /// Names Route 53 refuses: a batch holding one of them fails whole.
+        var refusedNames: Set<String> = []
     }
 
     private let state = NIOLockedValueBox(State())
@@ -63,6 +67,10 @@ final class FakeAWS: Sendable {
     /// Route 53 answers every change with a client error (what a denied record name gets).
     func refuseDNSWrites(_ refuse: Bool) { state.withLockedValue { $0.refuseDNSWrites = refuse } }
     var dnsWriteAttempts: Int { state.withLockedValue { $0.dnsWriteAttempts } }
+    var dnsBatches: [[String]] { state.withLockedValue { $0.dnsBatches } }
+    func refuseRecord(_ name: String, _ refuse: Bool) {
+        state.withLockedValue { if refuse { $0.refusedNames.insert(name) } else { $0.refusedNames.remove(name) } }
+    }
     func setInstance(_ tunnel: String, _ identity: InstanceIdentity) { state.withLockedValue { $0.instances[tunnel] = identity } }
     func setRouteByHand(_ table: String, _ destination: String, _ eni: String) {
         let call = now()
@@ -129,15 +137,34 @@ final class FakeAWS: Sendable {
             }
         }
 
-        func ensureRecord(_ record: DesiredRecord, fencing: FencingToken, deadline: NIODeadline) async throws -> DNSEnsureOutcome {
+        /// One read per zone, as the real actuator's zone listing is.
+        func readRecords(hostedZoneId: String, names: [String], type: String, deadline: NIODeadline) async throws -> [String: ResourceRecordSet] {
+            try aws.state.withLockedValue { s in
+                s.dnsReads += 1
+                if s.failDNSReads { throw TestFailure("scripted Route 53 failure") }
+                var found: [String: ResourceRecordSet] = [:]
+                for name in names {
+                    if let address = s.records[name] {
+                        found[canonicalRecordName(name)] = ResourceRecordSet(name: name, type: "A", ttl: 30, values: [address])
+                    }
+                }
+                return found
+            }
+        }
+
+        func writeRecords(_ records: [DesiredRecord], fencing: FencingToken, deadline: NIODeadline) async throws -> DNSEnsureOutcome {
             try aws.state.withLockedValue { s in
                 s.dnsWriteAttempts += 1
-                if s.refuseDNSWrites {
+                s.dnsBatches.append(records.map(\.name))
+                if s.refuseDNSWrites || records.contains(where: { s.refusedNames.contains($0.name) }) {
                     throw AWSError(service: "route53", action: "ChangeResourceRecordSets", httpStatus: 403, code: "AccessDenied",
                                    message: "not authorized to change this record", requestID: "req-dns")
                 }
-                s.writes.append(Write(token: fencing, what: "\(record)"))
-                s.records[record.name] = record.values.first
+                // A batch is applied whole, as Route 53 does.
+                for record in records {
+                    s.writes.append(Write(token: fencing, what: "\(record)"))
+                    s.records[record.name] = record.values.first
+                }
             }
             return .upserted(changeID: "C1", insync: true)
         }
@@ -195,6 +222,7 @@ final class InProcessCluster: Sendable {
               - name: vpn-b
                 instance: {tagKey: t, tagValue: vpn-b}
                 sentinel: "127.0.0.1:9"
+                dns: {zoneId: Z1, name: vpn-b.example.internal, ttl: 30}
                 probes: [{tcp: "127.0.0.1:9"}]
             routes:
               - {routeTable: rtb-a, destination: 172.16.0.0/16, candidates: [vpn-a, vpn-b]}
@@ -338,6 +366,51 @@ func poll(_ what: String, timeout: Duration = .seconds(90), _ condition: () asyn
             #expect(c.aws.dnsWriteAttempts <= first + 1, "refused DNS writes: \(c.aws.dnsWriteAttempts - before) attempts")
             c.aws.refuseDNSWrites(false)
             try await poll("written once Route 53 accepts it", timeout: .seconds(90)) { c.aws.record("vpn-a.example.internal") == "10.0.0.20" }
+        }
+    }
+
+    /// Two records of one zone that a pass finds out of date go in one ChangeBatch (one call,
+    /// one intent); a batch Route 53 refuses is split so the record it accepts still moves.
+    @Test func aPassWritesAZoneInOneBatchAndARefusedBatchRecordByRecord() async throws {
+        try await InProcessCluster.with { c in
+            try await poll("both records") {
+                c.aws.record("vpn-a.example.internal") == "10.0.0.10" && c.aws.record("vpn-b.example.internal") == "10.0.1.10"
+            }
+            // Reads fail until the leader knows both replacements, so the next pass that can
+            // write finds both records out of date at once.
+            c.aws.failDNSReads(true)
+            c.aws.setInstance("vpn-a", InstanceIdentity(instanceId: "i-a2", eniId: "eni-a2", privateIP: "10.0.0.20"))
+            c.aws.setInstance("vpn-b", InstanceIdentity(instanceId: "i-b2", eniId: "eni-b2", privateIP: "10.0.1.20"))
+            try await poll("both replacements agreed") {
+                guard let id = await c.leader(), let state = c.replica(id)?.machine.state else { return false }
+                return state.tunnels["vpn-a"]?.identity?.instanceId == "i-a2" && state.tunnels["vpn-b"]?.identity?.instanceId == "i-b2"
+            }
+            let before = c.aws.dnsBatches.count
+            c.aws.failDNSReads(false)
+            try await poll("both records follow") {
+                c.aws.record("vpn-a.example.internal") == "10.0.0.20" && c.aws.record("vpn-b.example.internal") == "10.0.1.20"
+            }
+            let batches = Array(c.aws.dnsBatches.dropFirst(before))
+            #expect(batches.first == ["vpn-a.example.internal", "vpn-b.example.internal"], "batches: \(batches)")
+
+            // Route 53 refuses vpn-b's name: the pair is refused once, then vpn-a goes alone.
+            c.aws.refuseRecord("vpn-b.example.internal", true)
+            c.aws.failDNSReads(true)
+            c.aws.setInstance("vpn-a", InstanceIdentity(instanceId: "i-a3", eniId: "eni-a3", privateIP: "10.0.0.30"))
+            c.aws.setInstance("vpn-b", InstanceIdentity(instanceId: "i-b3", eniId: "eni-b3", privateIP: "10.0.1.30"))
+            try await poll("both replacements agreed") {
+                guard let id = await c.leader(), let state = c.replica(id)?.machine.state else { return false }
+                return state.tunnels["vpn-a"]?.identity?.instanceId == "i-a3" && state.tunnels["vpn-b"]?.identity?.instanceId == "i-b3"
+            }
+            let split = c.aws.dnsBatches.count
+            c.aws.failDNSReads(false)
+            try await poll("vpn-a follows despite vpn-b") { c.aws.record("vpn-a.example.internal") == "10.0.0.30" }
+            let tried = Array(c.aws.dnsBatches.dropFirst(split))
+            #expect(tried.first == ["vpn-a.example.internal", "vpn-b.example.internal"], "batches: \(tried)")
+            #expect(tried.dropFirst().allSatisfy { $0.count == 1 }, "after the refusal, one record per batch: \(tried)")
+            #expect(c.aws.record("vpn-b.example.internal") == "10.0.1.20")
+            c.aws.refuseRecord("vpn-b.example.internal", false)
+            try await poll("vpn-b once Route 53 accepts it", timeout: .seconds(90)) { c.aws.record("vpn-b.example.internal") == "10.0.1.30" }
         }
     }
 

@@ -23,7 +23,7 @@ func richScript() throws -> [(ControllerCommand, UInt64)] {
     add(.drain(tunnel: "vpn-b", reason: "kernel update", by: "ops"))
     add(.intent(FencingToken(term: 4, index: 40), .route(key, target: target)))
     add(.outcome(FencingToken(term: 4, index: 40), success: true, detail: "", requestId: "r-1"))
-    add(.intent(FencingToken(term: 4, index: 41), .dns(zoneId: "Z", name: "vpn-a.example", address: "10.0.0.2", ttl: 30)))
+    add(.intent(FencingToken(term: 4, index: 41), .dns(zoneId: "Z", records: [DNSRecordWrite(name: "vpn-a.example", address: "10.0.0.2", ttl: 30), DNSRecordWrite(name: "vpn-b.example", address: "10.0.1.2", ttl: 60)])))
     add(.instanceIdentity(tunnel: "vpn-a", InstanceIdentity(instanceId: "i-new", eniId: "eni-new", privateIP: "10.0.0.2")))
     add(.approveFailback(tunnel: "vpn-a", by: "ops"))
     add(.tick, after: 20_000)
@@ -89,6 +89,17 @@ let futureScript: [(ControllerCommand, UInt64)] = {
         for c in commands {
             #expect(try StateCodec.decodeCommand(StateCodec.encode(c)) == c)
         }
+    }
+
+    /// Logs written before DNS writes were batched hold one record per intent (write kind 2).
+    @Test func aSingleRecordDNSIntentOfTheOldFormatStillDecodes() throws {
+        let token = FencingToken(term: 4, index: 41)
+        let record = DNSRecordWrite(name: "vpn-a.example", address: "10.0.0.2", ttl: 30)
+        let batch = StateCodec.encode(.intent(token, .dns(zoneId: "Z", records: [record])))
+        // version, intent, term, index, kind 3, "Z", one record, then the record itself.
+        try #require(Array(batch[0..<8]) == [1, 8, 4, 41, 3, 1, UInt8(ascii: "Z"), 1])
+        let legacy = Array(batch[0..<4]) + [2] + Array(batch[5..<7]) + Array(batch[8...])
+        #expect(try StateCodec.decodeCommand(legacy) == .intent(token, .dns(zoneId: "Z", records: [record])))
     }
 
     @Test func everyTruncationThrows() throws {

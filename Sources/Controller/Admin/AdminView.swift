@@ -226,7 +226,7 @@ public struct AdminView: Sendable {
     static func describe(_ write: ActuationWrite) -> String {
         switch write {
         case .route(let key, let target): return "route \(key) → \(target)"
-        case .dns(_, let name, let address, let ttl): return "DNS \(name) A \(address) (TTL \(ttl))"
+        case .dns(_, let records): return "DNS " + records.map(\.description).joined(separator: ", ")
         }
     }
 }

@@ -84,6 +84,9 @@ public actor ControllerReplica: Service {
     /// zone), and when to try again: 5 calls a second per account is too little to spend on
     /// an answer that will not change.
     private var dnsBackoff: [String: (attempts: Int, next: ContinuousClock.Instant)] = [:]
+    /// Zones whose last multi-record batch Route 53 refused: written a record per batch until
+    /// the zone is in sync again, so one refused record cannot hold back the others.
+    private var dnsOneByOne: Set<String> = []
     /// Route writes in flight per Region at most; EC2's token buckets bound the rate.
     static let maxConcurrentWritesPerRegion = 16
 
@@ -300,6 +303,7 @@ public actor ControllerReplica: Service {
                 recentWrites = [:]
                 notWrittenReported = [:]
                 dnsBackoff = [:]
+                dnsOneByOne = []
                 logger.notice("leading; writes wait out the lock-delay", metadata: [
                     "term": "\(status.term)", "lockDelay": "\(timing.lockDelay)",
                 ])
@@ -426,30 +430,45 @@ public actor ControllerReplica: Service {
                 inSync = false
                 continue
             }
-            for desired in records {
-                if let now = current[canonicalRecordName(desired.name)], now.values == desired.values, now.ttl == desired.ttl { continue }
-                let key = canonicalRecordName(desired.name)
-                if let b = dnsBackoff[key], ContinuousClock.now < b.next {
-                    inSync = false
-                    continue
-                }
-                let address = desired.values.first ?? ""
-                let write = ActuationWrite.dns(zoneId: zone, name: desired.name, address: address, ttl: UInt32(clamping: desired.ttl))
+            let stale = DNSBatchPlan.outOfDate(records, current: current)
+            if stale.isEmpty {
+                dnsOneByOne.remove(zone)
+                continue
+            }
+            let now = ContinuousClock.now
+            let due = stale.filter { dnsBackoff[canonicalRecordName($0.name)].map { now >= $0.next } ?? true }
+            if due.count < stale.count { inSync = false }
+            var batches = DNSBatchPlan.batches(due, oneByOne: dnsOneByOne.contains(zone))
+            while !batches.isEmpty {
+                let batch = batches.removeFirst()
+                let write = ActuationWrite.dns(zoneId: zone, records: batch.map {
+                    DNSRecordWrite(name: $0.name, address: $0.values.first ?? "", ttl: UInt32(clamping: $0.ttl))
+                })
                 let result = await actuate(write, term: term) { token, deadline in
-                    let outcome = try await dns.ensureRecord(desired, fencing: token, deadline: deadline)
-                    return "\(outcome)"
+                    "\(try await dns.writeRecords(batch, fencing: token, deadline: deadline))"
                 }
                 switch result {
-                case .written: dnsBackoff[key] = nil
-                case .refused:
-                    let attempts = (dnsBackoff[key]?.attempts ?? 0) + 1
-                    dnsBackoff[key] = (attempts, .now + .seconds(min(300, 5 << min(attempts, 6))))
-                    logger.warning("Route 53 refused the record; backing off", metadata: [
-                        "record": "\(desired.name)", "zone": "\(zone)", "attempts": "\(attempts)",
+                case .written:
+                    for record in batch { dnsBackoff[canonicalRecordName(record.name)] = nil }
+                case .refused where batch.count > 1:
+                    // Nothing of a refused batch was applied; the same pass tries each alone.
+                    dnsOneByOne.insert(zone)
+                    logger.warning("Route 53 refused a batch; writing its records one by one", metadata: [
+                        "zone": "\(zone)", "records": "\(batch.count)",
                     ])
+                    batches.insert(contentsOf: DNSBatchPlan.batches(batch, oneByOne: true), at: 0)
+                case .refused:
+                    for record in batch {
+                        let key = canonicalRecordName(record.name)
+                        let attempts = (dnsBackoff[key]?.attempts ?? 0) + 1
+                        dnsBackoff[key] = (attempts, .now + .seconds(min(300, 5 << min(attempts, 6))))
+                        logger.warning("Route 53 refused the record; backing off", metadata: [
+                            "record": "\(record.name)", "zone": "\(zone)", "attempts": "\(attempts)",
+                        ])
+                    }
                 default: break
                 }
-                if result != .written { inSync = false }
+                if result != .written && !(result == .refused && batch.count > 1) { inSync = false }
             }
         }
         return inSync

@@ -254,12 +254,16 @@ struct StateWriter {
             byte(1)
             routeKey(key)
             self.target(target)
-        case .dns(let zoneId, let name, let address, let ttl):
-            byte(2)
+        case .dns(let zoneId, let records):
+            // Kind 2 was one record per write; it is still read (logs written before batches).
+            byte(3)
             string(zoneId)
-            string(name)
-            string(address)
-            varint(UInt64(ttl))
+            varint(UInt64(records.count))
+            for record in records {
+                string(record.name)
+                string(record.address)
+                varint(UInt64(record.ttl))
+            }
         }
     }
 
@@ -474,7 +478,19 @@ struct StateReader {
         case 1:
             return .route(try routeKey(), target: try target())
         case 2:
-            return .dns(zoneId: try string("zone id"), name: try string("record name"), address: try string("address"), ttl: try varint32("ttl"))
+            let zone = try string("zone id")
+            return .dns(zoneId: zone, records: [
+                DNSRecordWrite(name: try string("record name"), address: try string("address"), ttl: try varint32("ttl")),
+            ])
+        case 3:
+            let zone = try string("zone id")
+            // Each record is at least two length bytes and a ttl byte.
+            let count = try count("record count", minBytesEach: 3)
+            var records: [DNSRecordWrite] = []
+            for _ in 0..<count {
+                records.append(DNSRecordWrite(name: try string("record name"), address: try string("address"), ttl: try varint32("ttl")))
+            }
+            return .dns(zoneId: zone, records: records)
         default:
             throw .invalidValue(what: "write kind")
         }

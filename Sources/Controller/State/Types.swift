@@ -109,7 +109,23 @@ public struct RouteKey: Sendable, Hashable, Comparable, CustomStringConvertible 
 /// One AWS write, committed as an intent before it is made.
 public enum ActuationWrite: Sendable, Hashable {
     case route(RouteKey, target: RouteTarget)
-    case dns(zoneId: String, name: String, address: String, ttl: UInt32)
+    /// One Route 53 ChangeBatch: every record of one zone that a pass found out of date.
+    case dns(zoneId: String, records: [DNSRecordWrite])
+}
+
+/// One A record upserted by a `.dns` write.
+public struct DNSRecordWrite: Sendable, Hashable, CustomStringConvertible {
+    public var name: String
+    public var address: String
+    public var ttl: UInt32
+
+    public init(name: String, address: String, ttl: UInt32) {
+        self.name = name
+        self.address = address
+        self.ttl = ttl
+    }
+
+    public var description: String { "\(name) A \(address) (TTL \(ttl))" }
 }
 
 public enum ControllerCommand: Sendable, Hashable {
