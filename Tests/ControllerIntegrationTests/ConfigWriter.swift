@@ -64,6 +64,8 @@ struct ConfigWriter: Sendable {
         /// Emitted only when set (the sentinel-probes schema).
         var probes: [Probe]?
         var require: Require?
+        /// `instance.interfaceTag` as (key, value), emitted only when set.
+        var interfaceTag: [String]? = nil
 
         init(name: String, tagKey: String = "switchman/tunnel", tagValue: String? = nil, sentinel: String, region: String? = nil,
              dns: DNS? = nil, probes: [Probe]? = nil, require: Require? = nil) {
@@ -190,7 +192,8 @@ struct ConfigWriter: Sendable {
         for t in tunnels {
             out.append("  - name: \(q(t.name))")
             if let v = t.region { out.append("    region: \(q(v))") }
-            out.append("    instance: {tagKey: \(q(t.tagKey)), tagValue: \(q(t.tagValue))}")
+            let interfaceTag = t.interfaceTag.map { ", interfaceTag: {key: \(q($0.first ?? "")), value: \(q($0.last ?? ""))}" } ?? ""
+            out.append("    instance: {tagKey: \(q(t.tagKey)), tagValue: \(q(t.tagValue))\(interfaceTag)}")
             out.append("    sentinel: \(q(t.sentinel))")
             if let d = t.dns {
                 out.append("    dns: {zoneId: \(q(d.zoneId)), name: \(q(d.name))\(d.ttl.map { ", ttl: \($0)" } ?? "")}")

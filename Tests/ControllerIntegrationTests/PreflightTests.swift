@@ -47,5 +47,53 @@ extension ClusterTests {
             #expect(requests.filter { ($0["action"] as? String).map(RealismProxy.routeWrites.contains) == true }.count == writes.count * 2)
         }
     }
+
+    /// A VPN instance that forwards on a second interface, chosen by its tag: the same one
+    /// however the realism layer orders the instance's interfaces, read back with awscli.
+    @Test func theInterfaceCarryingTheTunnelsInterfaceTagIsChosenWhateverTheOrder() async throws {
+        try await withCluster { scope in
+            let world = try await scope.motoWorld()
+            let vpn = try world.instance("vpn-a")
+            let eni = try await world.cli.object(["ec2", "create-network-interface", "--subnet-id", vpn.subnetID,
+                                                  "--tag-specifications", "ResourceType=network-interface,Tags=[{Key=switchman/forward,Value=yes}]"])
+                .string("NetworkInterface", "NetworkInterfaceId")
+            try await world.cli.run(["ec2", "attach-network-interface", "--network-interface-id", eni, "--instance-id", vpn.instanceID,
+                                     "--device-index", "1"])
+            let tagged = try await world.cli.object(["ec2", "describe-network-interfaces", "--filters",
+                                                     "Name=attachment.instance-id,Values=\(vpn.instanceID)", "Name=tag:switchman/forward,Values=yes"])
+            #expect(try tagged.string("NetworkInterfaces", "NetworkInterfaceId") == eni, "awscli sees the tagged interface attached")
+
+            let proxy = try await RealismProxy.start(in: scope.directory, upstream: "127.0.0.1:\(world.moto.port)")
+            scope.onTeardown { await proxy.stop() }
+            try proxy.set(["dryrun": true, "aws_errors": true, "eni_order": "shuffle", "seed": 3])
+            let pki = try await scope.pki(members: [1, 2, 3], sentinels: world.vpnInstances.map(\.tag))
+            var sentinels: [String: String] = [:]
+            for v in world.vpnInstances { sentinels[v.tag] = "127.0.0.1:\(try LoopbackPorts.unused())" }
+            var config = try await ConfigWriter.loopback(world: world, pki: pki, dataRoot: scope.directory.appendingPathComponent("data"),
+                                                         sentinels: sentinels, dns: false)
+            config.aws.endpoint = proxy.endpoint
+            for i in config.tunnels.indices {
+                config.tunnels[i].probes = [.tcp("127.0.0.1:9")]
+                if config.tunnels[i].name == "vpn-a" { config.tunnels[i].interfaceTag = ["switchman/forward", "yes"] }
+            }
+            let path = try scope.write(config)
+            var env = ProcessInfo.processInfo.environment
+            env["AWS_ACCESS_KEY_ID"] = "testing"
+            env["AWS_SECRET_ACCESS_KEY"] = "testing"
+            env["AWS_EC2_METADATA_DISABLED"] = "true"
+            env.removeValue(forKey: "AWS_PROFILE")
+            // Each run sees the interfaces in another order.
+            for _ in 0..<3 {
+                let run = try await SwitchmanBinary.run(["preflight", "--config", path, "--json"], environment: env)
+                #expect(run.status == 0, "preflight: \(run.stdout)\(run.stderr)")
+                let checks = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [[String: Any]])
+                let instance = checks.first { $0["check"] as? String == "instance" && ($0["subject"] as? String ?? "").hasPrefix("vpn-a") }
+                let detail = instance?["detail"] as? String ?? ""
+                let chosen = detail.contains(eni), primary = detail.contains(vpn.eniID)
+                #expect(chosen && !primary, "vpn-a's interface: \(detail); tagged \(eni), primary \(vpn.eniID)")
+            }
+            #expect(proxy.responses().contains { ($0["realism"] as? [String])?.contains("eni_order") == true }, "the proxy shuffled interfaces")
+        }
+    }
 }
 }

@@ -225,6 +225,20 @@ import Testing
         #expect(m.count == 2)
     }
 
+    @Test func theInterfaceIsChosenByDeviceIndexOrByTagNotBoth() throws {
+        let tagged = replacing("    instance: {tagKey: t, tagValue: vpn2}",
+                               with: "    instance: {tagKey: t, tagValue: vpn2, interfaceTag: {key: switchman/forward, value: \"yes\"}}")
+        let config = try #require(ConfigLoader.load(yaml: tagged, file: "t.yaml").config)
+        #expect(config.tunnel(named: "vpn2")?.instance.interfaceTag == InterfaceTag(key: "switchman/forward", value: "yes"))
+        #expect(config.tunnel(named: "vpn1")?.instance.interfaceTag == nil)
+        let both = replacing("    instance: {tagKey: t, tagValue: vpn2}",
+                             with: "    instance: {tagKey: t, tagValue: vpn2, deviceIndex: 1, interfaceTag: {key: k, value: v}}")
+        let m = errorMessages(both)
+        #expect(m.contains { $0.contains("tunnels[1].instance.interfaceTag: instance.interfaceTag and instance.deviceIndex both choose") }, "\(m)")
+        let noValue = replacing("    instance: {tagKey: t, tagValue: vpn2}", with: "    instance: {tagKey: t, tagValue: vpn2, interfaceTag: {key: k}}")
+        #expect(errorMessages(noValue).contains { $0.contains("tunnels[1].instance.interfaceTag.value: missing required key") }, "\(errorMessages(noValue))")
+    }
+
     @Test func everyErrorIsCollected() {
         var yaml = replacing("fall: 3", with: "fall: x")
         yaml = replacing("sentinel: \"vpn2.internal:7300\"", with: "sentinel: foo", in: yaml)

@@ -17,6 +17,9 @@ import Testing
         var tags: [String: String]
         var ip: String
         var running = true
+        /// Interfaces besides the primary (`eni-<id>`, device index 0): id, device index, tags.
+        /// Listed before the primary, as AWS may.
+        var more: [(id: String, index: Int, tags: [String: String])] = []
     }
 
     static let inventory: [Stub] = [
@@ -30,6 +33,11 @@ import Testing
         Stub(id: "i-0e", tags: ["vpn": "a"], ip: "10.0.0.50"),
         // Not ours at all.
         Stub(id: "i-0z", tags: ["switchman/tunnel": "z"], ip: "10.0.0.90"),
+        // f forwards on its second interface, tagged; g has the tag on two.
+        Stub(id: "i-0f", tags: ["switchman/tunnel": "f"], ip: "10.0.0.60",
+             more: [("eni-f-fwd", 1, ["forward": "yes"]), ("eni-f-mgmt", 2, ["forward": "no"])]),
+        Stub(id: "i-0g", tags: ["switchman/tunnel": "g"], ip: "10.0.0.70",
+             more: [("eni-g-2", 2, ["forward": "yes"]), ("eni-g-1", 1, ["forward": "yes"])]),
     ]
 
     func tunnel(_ name: String, key: String = "switchman/tunnel", value: String? = nil) -> TunnelConfig {
@@ -63,6 +71,34 @@ import Testing
             }
             let unknownB = await directory.currentInstances(of: [tunnel("b")], known: [:], deadline: deadline)
             #expect(id(unknownB["b"]) == "i-0b1")
+        }
+    }
+
+    /// By tag, not by position or index: the interface carrying the tunnel's interfaceTag (the
+    /// lowest id when several do), found with one DescribeNetworkInterfaces per tag key;
+    /// none carrying it is no identity, never the primary by default.
+    @Test func theInterfaceIsChosenByTagWhenTheTunnelNamesOne() async throws {
+        try await withDirectory { directory, requests in
+            func tagged(_ name: String, _ value: String = "yes") -> TunnelConfig {
+                var t = tunnel(name)
+                t.instance.interfaceTag = InterfaceTag(key: "forward", value: value)
+                return t
+            }
+            let tunnels = [tagged("f"), tagged("g"), tagged("a"), tunnel("b")]
+            let result = await directory.currentInstances(of: tunnels, known: [:], deadline: .now() + .seconds(30))
+            #expect((try? result["f"]?.get())??.eniId == "eni-f-fwd")
+            #expect((try? result["g"]?.get())??.eniId == "eni-g-1")
+            #expect((try? result["a"]?.get()) == .some(nil), "a's instance has no tagged interface")
+            #expect((try? result["b"]?.get())??.eniId == "eni-i-0b1")
+            let eniCalls = requests.withLockedValue { $0 }.filter { $0["Action"] == "DescribeNetworkInterfaces" }
+            #expect(eniCalls.count == 1)
+            let one = try await directory.currentInstance(of: tagged("f"), known: nil, deadline: .now() + .seconds(30))
+            #expect(one?.eniId == "eni-f-fwd")
+            let other = try await directory.currentInstance(of: tagged("f", "no"), known: nil, deadline: .now() + .seconds(30))
+            #expect(other?.eniId == "eni-f-mgmt")
+            // Without a tag, device index 0 whatever the listing order.
+            let untagged = try await directory.currentInstance(of: tunnel("f"), known: nil, deadline: .now() + .seconds(30))
+            #expect(untagged?.eniId == "eni-i-0f")
         }
     }
 
@@ -135,10 +171,36 @@ import Testing
         var xml = #"<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r2</requestId><reservationSet><item><instancesSet>"#
         for s in matching {
             xml += "<item><instanceId>\(s.id)</instanceId><instanceState><name>\(s.running ? "running" : "stopped")</name></instanceState>"
-            xml += "<privateIpAddress>\(s.ip)</privateIpAddress><networkInterfaceSet><item><networkInterfaceId>eni-\(s.id)</networkInterfaceId></item></networkInterfaceSet>"
+            xml += "<privateIpAddress>\(s.ip)</privateIpAddress><networkInterfaceSet>"
+            for m in s.more {
+                xml += "<item><networkInterfaceId>\(m.id)</networkInterfaceId><attachment><deviceIndex>\(m.index)</deviceIndex></attachment></item>"
+            }
+            let primaryIndex = s.more.isEmpty ? "" : "<attachment><deviceIndex>0</deviceIndex></attachment>"
+            xml += "<item><networkInterfaceId>eni-\(s.id)</networkInterfaceId>\(primaryIndex)</item></networkInterfaceSet>"
             xml += "<tagSet>" + s.tags.map { "<item><key>\($0.key)</key><value>\($0.value)</value></item>" }.joined() + "</tagSet></item>"
         }
         return xml + "</instancesSet></item></reservationSet></DescribeInstancesResponse>"
+    }
+
+    /// The inventory's tagged interfaces that match the request's attachment and tag filters.
+    static func describeInterfaces(_ params: [String: String]) -> String {
+        func values(_ name: String) -> Set<String>? {
+            guard let index = params.first(where: { $0.key.hasSuffix(".Name") && $0.value == name })?.key.dropLast(".Name".count) else { return nil }
+            return Set(params.filter { $0.key.hasPrefix("\(index).Value.") }.map(\.value))
+        }
+        let instances = values("attachment.instance-id") ?? []
+        let tagName = params.first { $0.key.hasSuffix(".Name") && $0.value.hasPrefix("tag:") }?.value
+        let key = tagName.map { String($0.dropFirst(4)) }
+        let tagValues = tagName.flatMap(values) ?? []
+        var xml = #"<DescribeNetworkInterfacesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r3</requestId><networkInterfaceSet>"#
+        for s in inventory where instances.contains(s.id) {
+            for m in s.more where key.flatMap { m.tags[$0] }.map(tagValues.contains) == true {
+                xml += "<item><networkInterfaceId>\(m.id)</networkInterfaceId><attachment><instanceId>\(s.id)</instanceId>"
+                xml += "<deviceIndex>\(m.index)</deviceIndex></attachment><tagSet>"
+                xml += m.tags.map { "<item><key>\($0.key)</key><value>\($0.value)</value></item>" }.joined() + "</tagSet></item>"
+            }
+        }
+        return xml + "</networkInterfaceSet></DescribeNetworkInterfacesResponse>"
     }
 
     /// `azOutage`: what AWS documents for an impaired Availability Zone, filtered
@@ -146,6 +208,7 @@ import Testing
     func stubEC2(requests: NIOLockedValueBox<[[String: String]]>, failKey: String? = nil, azOutage: Bool = false) async throws -> any Channel {
         let answer: @Sendable ([String: String]) -> (HTTPResponseStatus, String) = { params in
             requests.withLockedValue { $0.append(params) }
+            if params["Action"] == "DescribeNetworkInterfaces" { return (.ok, Self.describeInterfaces(params)) }
             let ids = Set(params.filter { $0.key.hasPrefix("InstanceId.") }.map(\.value))
             if !ids.isEmpty { return (.ok, Self.describe(Self.inventory.filter { ids.contains($0.id) })) }
             if azOutage {

@@ -175,6 +175,18 @@ public struct InstanceSelector: Sendable, Equatable {
     /// Which of the instance's interfaces routes point at: the primary (0) unless the VPN
     /// instance forwards on another one.
     public var deviceIndex: Int = 0
+    /// Instead of a device index: the interface carrying this tag (for instances whose
+    /// interfaces are attached in no fixed order).
+    public var interfaceTag: InterfaceTag? = nil
+}
+
+public struct InterfaceTag: Sendable, Equatable {
+    public var key: String
+    public var value: String
+    public init(key: String, value: String) {
+        self.key = key
+        self.value = value
+    }
 }
 
 public struct DNSRecordConfig: Sendable, Equatable {

@@ -429,10 +429,19 @@ struct ConfigReader {
             }
             let region = region(f["region"])
             var selector: InstanceSelector?
-            if let instanceAt = f["instance"], let i = fields(instanceAt, allowed: ["tagKey", "tagValue", "deviceIndex"], required: ["tagKey", "tagValue"]) {
+            if let instanceAt = f["instance"],
+               let i = fields(instanceAt, allowed: ["tagKey", "tagValue", "deviceIndex", "interfaceTag"], required: ["tagKey", "tagValue"]) {
                 if let key = string(i["tagKey"]), let value = string(i["tagValue"]) {
                     selector = InstanceSelector(tagKey: key, tagValue: value)
                     if let index = int(i["deviceIndex"], min: 0, max: 31) { selector?.deviceIndex = index }
+                    if let tagAt = i["interfaceTag"] {
+                        if i["deviceIndex"] != nil {
+                            error(tagAt, "instance.interfaceTag and instance.deviceIndex both choose the interface routes point at; give one of them")
+                        } else if let t = fields(tagAt, allowed: ["key", "value"], required: ["key", "value"]),
+                                  let tagKey = string(t["key"]), let tagValue = string(t["value"]) {
+                            selector?.interfaceTag = InterfaceTag(key: tagKey, value: tagValue)
+                        }
+                    }
                     let identity = "\(region ?? "")\u{0}\(key)\u{0}\(value)"
                     if let earlier = firstSelector[identity] {
                         error(instanceAt, "tag \(key)=\(value) already selects the instance of \(earlier.path) (line \(earlier.line)); two tunnels cannot share a VPN instance")

@@ -84,7 +84,39 @@ public struct EC2InstanceDirectory: InstanceDirectory {
         let found = try await ec2.describeInstances(
             filters: [.tag(tunnel.instance.tagKey, tunnel.instance.tagValue), EC2Filter("instance-state-name", ["running"])],
             deadline: deadline)
-        return choose(among: found, for: tunnel, known: known)
+        let tagged = try await taggedInterfaces(of: [tunnel], among: found, ec2: ec2, deadline: deadline)
+        return choose(among: found, for: tunnel, known: known, tagged: tagged[tunnel.name] ?? [:])
+    }
+
+    /// For the tunnels that choose their interface by tag: per tunnel, each found instance's
+    /// interfaces that carry it. DescribeInstances does not list interface tags, so this is one
+    /// DescribeNetworkInterfaces per tag key (attachment and tag filters), none when no tunnel
+    /// asks.
+    func taggedInterfaces(of tunnels: [TunnelConfig], among found: [EC2Instance], ec2: EC2Client,
+                          deadline: NIODeadline) async throws -> [String: [String: [String]]] {
+        let byKey = Dictionary(grouping: tunnels.filter { $0.instance.interfaceTag != nil }) { $0.instance.interfaceTag?.key ?? "" }
+        let instanceIDs = Array(Set(found.map(\.id))).sorted()
+        guard !byKey.isEmpty, !instanceIDs.isEmpty else { return [:] }
+        var out: [String: [String: [String]]] = [:]
+        for (key, members) in byKey.sorted(by: { $0.key < $1.key }) {
+            let values = Array(Set(members.compactMap { $0.instance.interfaceTag?.value })).sorted()
+            var interfaces: [EC2NetworkInterface] = []
+            for start in stride(from: 0, to: instanceIDs.count, by: Self.maxFilterValues) {
+                let ids = Array(instanceIDs[start..<min(start + Self.maxFilterValues, instanceIDs.count)])
+                interfaces += try await ec2.describeNetworkInterfaces(
+                    filters: [EC2Filter("attachment.instance-id", ids), EC2Filter("tag:\(key)", values)], deadline: deadline)
+            }
+            for tunnel in members {
+                guard let tag = tunnel.instance.interfaceTag else { continue }
+                var mine: [String: [String]] = [:]
+                for interface in interfaces where interface.tags[tag.key] == tag.value {
+                    guard let instance = interface.attachedInstanceId else { continue }
+                    mine[instance, default: []].append(interface.id)
+                }
+                out[tunnel.name] = mine.mapValues { $0.sorted() }
+            }
+        }
+        return out
     }
 
     /// EC2's read budget is 20 calls a second per account: one DescribeInstances per tunnel
@@ -117,9 +149,22 @@ public struct EC2InstanceDirectory: InstanceDirectory {
                         let found = try await ec2.describeInstances(
                             filters: [EC2Filter("tag:\(batch.tagKey)", values), EC2Filter("instance-state-name", ["running"])],
                             deadline: deadline)
+                        var tagged: [String: [String: [String]]] = [:]
+                        var taggedFailure: (any Error)?
+                        do {
+                            tagged = try await self.taggedInterfaces(of: batch.tunnels, among: found, ec2: ec2, deadline: deadline)
+                        } catch {
+                            // Only the tunnels that choose by interface tag lack an answer.
+                            taggedFailure = error
+                        }
                         for tunnel in batch.tunnels {
+                            if let taggedFailure, tunnel.instance.interfaceTag != nil {
+                                out[tunnel.name] = .failure(taggedFailure)
+                                continue
+                            }
                             let mine = found.filter { $0.tags[batch.tagKey] == tunnel.instance.tagValue }
-                            out[tunnel.name] = .success(self.choose(among: mine, for: tunnel, known: known[tunnel.name]))
+                            out[tunnel.name] = .success(self.choose(among: mine, for: tunnel, known: known[tunnel.name],
+                                                                    tagged: tagged[tunnel.name] ?? [:]))
                         }
                     } catch {
                         // AWS documents that while an Availability Zone is impaired a filtered
@@ -148,12 +193,14 @@ public struct EC2InstanceDirectory: InstanceDirectory {
         guard !ids.isEmpty else { return out }
         do {
             let found = try await ec2.describeInstances(ids: ids, deadline: deadline)
+            let tagged = try await taggedInterfaces(of: tunnels, among: found, ec2: ec2, deadline: deadline)
             for tunnel in tunnels {
                 guard let id = known[tunnel.name]?.instanceId,
                       let instance = found.first(where: { $0.id == id }), instance.state == "running",
                       instance.tags[tunnel.instance.tagKey] == tunnel.instance.tagValue
                 else { continue }
-                out[tunnel.name] = .success(choose(among: [instance], for: tunnel, known: known[tunnel.name]))
+                out[tunnel.name] = .success(choose(among: [instance], for: tunnel, known: known[tunnel.name],
+                                                   tagged: tagged[tunnel.name] ?? [:]))
             }
             logger.warning("instance lookup by tag failed; kept the known instances by id", metadata: [
                 "tunnels": "\(tunnels.map(\.name).sorted())", "error": "\(failure)",
@@ -171,8 +218,27 @@ public struct EC2InstanceDirectory: InstanceDirectory {
 
     /// When several running instances carry the tunnel's tag, the known one is kept, else the
     /// lowest id, so every leader picks the same.
-    func choose(among found: [EC2Instance], for tunnel: TunnelConfig, known: InstanceIdentity?) -> InstanceIdentity? {
+    /// `tagged`: per instance, its interfaces carrying the tunnel's `interfaceTag` (sorted).
+    func choose(among found: [EC2Instance], for tunnel: TunnelConfig, known: InstanceIdentity?,
+                tagged: [String: [String]] = [:]) -> InstanceIdentity? {
         let candidates = found.compactMap { i -> InstanceIdentity? in
+            if let tag = tunnel.instance.interfaceTag {
+                let attached = Set(i.networkInterfaceIds)
+                let carrying = (tagged[i.id] ?? []).filter(attached.contains)
+                guard let eni = carrying.first, let ip = i.privateIpAddress else {
+                    logger.warning("instance has no network interface with the tunnel's interface tag", metadata: [
+                        "tunnel": "\(tunnel.name)", "instance": "\(i.id)", "interfaceTag": "\(tag.key)=\(tag.value)",
+                    ])
+                    return nil
+                }
+                if carrying.count > 1 {
+                    // The lowest id, so every leader and every answer order picks the same.
+                    logger.warning("several of the instance's interfaces carry the tunnel's interface tag; using the first by id", metadata: [
+                        "tunnel": "\(tunnel.name)", "instance": "\(i.id)", "interfaces": "\(carrying)",
+                    ])
+                }
+                return InstanceIdentity(instanceId: i.id, eniId: eni, privateIP: ip)
+            }
             // By device index, never by position: AWS lists an instance's interfaces in no
             // promised order, and a route must not move because an answer came back shuffled.
             guard let eni = i.networkInterface(deviceIndex: tunnel.instance.deviceIndex), let ip = i.privateIpAddress else {

@@ -43,8 +43,10 @@ public enum Preflight {
                 checks.append(PreflightCheck(check: "instance", subject: subject, ok: true,
                                              detail: "\(identity.instanceId), \(identity.eniId), \(identity.privateIP)"))
             case .success(nil), nil:
+                let interface = tunnel.instance.interfaceTag.map { "an interface tagged \($0.key)=\($0.value)" }
+                    ?? "an interface at device index \(tunnel.instance.deviceIndex)"
                 checks.append(PreflightCheck(check: "instance", subject: subject, ok: false,
-                                             detail: "no running instance with this tag (and an interface at device index \(tunnel.instance.deviceIndex))"))
+                                             detail: "no running instance with this tag (and \(interface))"))
             case .failure(let error):
                 checks.append(PreflightCheck(check: "instance", subject: subject, ok: false, detail: "\(error)"))
             }
