@@ -81,18 +81,31 @@ public final class AWSRouteActuator: RouteActuator {
         self.logger = logger
     }
 
+    /// Chunks read side by side: one after another, a pass over 500 tables cost five call
+    /// latencies before any route could move.
+    static let readsInFlight = 4
+
     public func readRouteTables(_ ids: [String], deadline: NIODeadline) async throws -> [String: EC2RouteTable] {
-        var tables: [String: EC2RouteTable] = [:]
         let unique = Array(Set(ids)).sorted()
-        var start = 0
-        while start < unique.count {
-            let chunk = Array(unique[start..<min(start + Self.describeChunk, unique.count)])
-            for table in try await ec2.describeRouteTables(filters: [EC2Filter("route-table-id", chunk)], deadline: deadline) {
-                tables[table.id] = table
-            }
-            start += Self.describeChunk
+        let chunks = stride(from: 0, to: unique.count, by: Self.describeChunk).map {
+            Array(unique[$0..<min($0 + Self.describeChunk, unique.count)])
         }
-        return tables
+        return try await withThrowingTaskGroup(of: [EC2RouteTable].self) { group in
+            var pending = chunks[...]
+            var tables: [String: EC2RouteTable] = [:]
+            func start(_ chunk: [String]) {
+                group.addTask { try await self.ec2.describeRouteTables(filters: [EC2Filter("route-table-id", chunk)], deadline: deadline) }
+            }
+            for _ in 0..<Self.readsInFlight {
+                guard let chunk = pending.popFirst() else { break }
+                start(chunk)
+            }
+            while let part = try await group.next() {
+                for table in part { tables[table.id] = table }
+                if let chunk = pending.popFirst() { start(chunk) }
+            }
+            return tables
+        }
     }
 
     public func ensureRoutes(_ routes: [DesiredRoute], fencing: FencingToken, deadline: NIODeadline) async throws -> [DesiredRoute: RouteEnsureOutcome] {

@@ -43,6 +43,7 @@ final class FakeAWS: Sendable {
         var dnsBatches: [[String]] = []
         /// Names Route 53 refuses: a batch holding one of them fails whole.
         var refusedNames: Set<String> = []
+        var readDelay: Duration = .zero
     }
 
     private let state = NIOLockedValueBox(State())
@@ -68,6 +69,7 @@ final class FakeAWS: Sendable {
     func refuseDNSWrites(_ refuse: Bool) { state.withLockedValue { $0.refuseDNSWrites = refuse } }
     var dnsWriteAttempts: Int { state.withLockedValue { $0.dnsWriteAttempts } }
     var dnsBatches: [[String]] { state.withLockedValue { $0.dnsBatches } }
+    func setReadDelay(_ d: Duration) { state.withLockedValue { $0.readDelay = d } }
     func refuseRecord(_ name: String, _ refuse: Bool) {
         state.withLockedValue { if refuse { $0.refusedNames.insert(name) } else { $0.refusedNames.remove(name) } }
     }
@@ -87,6 +89,13 @@ final class FakeAWS: Sendable {
     struct FakeRoutes: RouteActuator {
         let aws: FakeAWS
         func readRouteTables(_ ids: [String], deadline: NIODeadline) async throws -> [String: EC2RouteTable] {
+            // A read that takes its time, as five pages at AWS latency do: past its deadline it
+            // fails, as the real client would.
+            let delay = aws.state.withLockedValue { $0.readDelay }
+            if delay > .zero {
+                try await Task.sleep(for: delay)
+                if NIODeadline.now() > deadline { throw AWSClientError.deadlineExceeded(action: "DescribeRouteTables", attempts: 1, lastError: nil) }
+            }
             let call = aws.now()
             return aws.state.withLockedValue { s in
                 var out: [String: EC2RouteTable] = [:]
@@ -366,6 +375,20 @@ func poll(_ what: String, timeout: Duration = .seconds(90), _ condition: () asyn
             #expect(c.aws.dnsWriteAttempts <= first + 1, "refused DNS writes: \(c.aws.dnsWriteAttempts - before) attempts")
             c.aws.refuseDNSWrites(false)
             try await poll("written once Route 53 accepts it", timeout: .seconds(90)) { c.aws.record("vpn-a.example.internal") == "10.0.0.20" }
+        }
+    }
+
+    /// A read of the route tables may take longer than one call's timeout (the lease): five
+    /// pages at 150 ms each did, and with that as the read's deadline no route ever moved.
+    @Test func aFailoverHappensWhenReadingTheTablesTakesLongerThanOneCallMay() async throws {
+        try await InProcessCluster.with { c in
+            let dest = "172.16.0.0/16"
+            try await poll("each table at its own tunnel") { c.aws.route("rtb-a", dest) == "eni-a" && c.aws.route("rtb-b", dest) == "eni-b" }
+            let leaderID = try #require(await c.leader())
+            let timing = try #require(c.replica(leaderID)?.timing)
+            c.aws.setReadDelay(timing.apiTimeout + .milliseconds(500))
+            c.checker.set("vpn-a", false)
+            try await poll("failover to vpn-b with slow reads") { c.aws.route("rtb-a", dest) == "eni-b" }
         }
     }
 

@@ -24,6 +24,11 @@ public struct ReplicaTiming: Sendable {
     public var dnsReadBackInterval: Duration
     /// The longest any single AWS call may take; also part of the lock-delay.
     public var apiTimeout: Duration
+    /// The longest a whole read may take (every page of the route tables, of a zone, of the
+    /// instance lookup). Reads need no lease; bounding them by one call's time made a read of
+    /// 500 tables (five pages) at 150 ms per call fail every pass, so no route ever moved
+    /// (bench/scale --latency-ms 150).
+    public var readTimeout: Duration
     /// A new leader's wait before its first write (DESIGN rule 3).
     public var lockDelay: Duration
 
@@ -37,6 +42,7 @@ public struct ReplicaTiming: Sendable {
         dnsReadBackInterval = max(discoveryInterval, .seconds(30))
         let lease = config.timing.lease
         apiTimeout = lease
+        readTimeout = max(lease * 10, .seconds(10))
         // The longest lease an old leader may still believe in, measured with a clock that may
         // run slow by maxClockDrift, plus the longest call it may have in flight.
         let drift = 1 + config.timing.maxClockDrift
@@ -386,7 +392,7 @@ public actor ControllerReplica: Service {
     }
 
     /// Reads (never writes) are allowed without the lease, but are bounded too.
-    private var readDeadline: NIODeadline { NIODeadline.now() + timing.apiTimeout.timeAmount }
+    private var readDeadline: NIODeadline { NIODeadline.now() + timing.readTimeout.timeAmount }
 
     private func discoverInstances() async {
         let state = machine.state
