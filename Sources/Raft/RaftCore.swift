@@ -15,11 +15,17 @@ public struct RaftConfig: Sendable, Hashable {
     /// Deliberate rule violations, for showing that the simulation's checkers can fail.
     /// Never set outside tests.
     public var testingMutations: Set<TestingMutation>
+    /// A node restored with a term grants no vote for `electionTicks + 1` ticks after it is
+    /// created (the lease rule, docs/RAFT.md). Off only for a unit test that builds a node
+    /// from a prepared log to stand for one that has been running all along.
+    public var quietAfterRestart: Bool
 
     public init(
         id: NodeID, electionTicks: Int = 10, heartbeatTicks: Int = 1, maxInflightMessages: Int = 64,
-        maxMessageBytes: Int = 1 << 20, randomSeed: UInt64, testingMutations: Set<TestingMutation> = []
+        maxMessageBytes: Int = 1 << 20, randomSeed: UInt64, testingMutations: Set<TestingMutation> = [],
+        quietAfterRestart: Bool = true
     ) {
+        self.quietAfterRestart = quietAfterRestart
         self.id = id
         self.electionTicks = max(electionTicks, 2)
         self.heartbeatTicks = max(1, min(heartbeatTicks, electionTicks - 1))
@@ -35,6 +41,11 @@ public enum TestingMutation: Sendable, Hashable, CaseIterable {
     case commitPreviousTermEntriesByCounting
     /// Grant votes without the election restriction (candidate's log may be behind).
     case grantVotesWithoutLogCheck
+    /// A restarted voter grants votes at once, though a leader it acknowledged before the
+    /// restart may still hold its lease.
+    case grantVotesRightAfterRestart
+    /// A leader keeps its lease (and renews it) after sending TimeoutNow.
+    case keepLeaseOnTransfer
 
     // Each of these sends one message that depends on durable state before that state is
     // durable (DESIGN.md rule 1), one site each, so the simulation can show it notices.
@@ -122,6 +133,12 @@ public struct RaftCore: Sendable {
     private var progress: [NodeID: Progress] = [:]
     private var leadTransferee: NodeID = 0
     private var transferElapsed = 0
+    /// Set when this leader sent TimeoutNow in its term; cleared by the next term.
+    private var leaseForfeited = false
+    /// A voter that restarts with a term (it voted or followed before) may have acknowledged
+    /// a leader whose lease still runs: it grants no vote until a whole election timeout has
+    /// passed since it started, as if it had just heard from that leader.
+    private var quietAfterStart = false
 
     private var heartbeatRound: UInt64 = 0
     private var roundSentTick: [UInt64: UInt64] = [:]
@@ -195,6 +212,7 @@ public struct RaftCore: Sendable {
         }
         resetRandomizedElectionTimeout()
         reportedRole = (role, term, leader)
+        quietAfterStart = term > 0 && config.quietAfterRestart && !config.testingMutations.contains(.grantVotesRightAfterRestart)
     }
 
     private static func latestMembership(in entries: [Entry]) throws(RaftStateError) -> (Membership, UInt64)? {
@@ -342,12 +360,23 @@ public struct RaftCore: Sendable {
     /// Marks a vote request sent on a leader's request (TimeoutNow): voters skip stickiness.
     static let transferContext: UInt64 = 1
 
+    /// Whether a leader this node acknowledged may still hold its lease, so no vote may be
+    /// granted. The lease lasts a minimum election timeout (less the drift bound) from a round
+    /// the leader sent no later than our last contact; refusing until `electionTicks + 1`
+    /// ticks have passed since that contact (or since start) lasts at least `electionTicks`
+    /// tick intervals, since the shell never ticks faster than one per interval.
+    private var inLeaseOfAnotherLeader: Bool {
+        if quietAfterStart && ticks <= UInt64(config.electionTicks) { return true }
+        return leader != 0 && electionElapsed <= config.electionTicks
+    }
+
     private func grantedVotes() -> Int { membership.voters.filter { votes[$0] == true }.count }
     private func rejectedVotes() -> Int { membership.voters.filter { votes[$0] == false }.count }
 
     private mutating func becomeLeader() {
         role = .leader
         leader = id
+        leaseForfeited = false
         electionElapsed = 0
         heartbeatElapsed = 0
         leadTransferee = 0
@@ -379,8 +408,7 @@ public struct RaftCore: Sendable {
         if m.term > term {
             if m.type == .vote || m.type == .preVote {
                 let force = m.context == Self.transferContext
-                let inLease = leader != 0 && electionElapsed < config.electionTicks
-                if !force && inLease { return }
+                if !force && inLeaseOfAnotherLeader { return }
             }
             switch m.type {
             case .preVote:
@@ -632,7 +660,7 @@ public struct RaftCore: Sendable {
         }
         while sendAppend(to: m.from, sendIfEmpty: false) {}
         if m.from == leadTransferee && progress[m.from]?.match == log.lastIndex {
-            send(Message(type: .timeoutNow, from: id, to: m.from, term: term), afterPersist: false)
+            sendTimeoutNow(to: m.from)
         }
     }
 
@@ -709,7 +737,7 @@ public struct RaftCore: Sendable {
         let match = { (n: NodeID) in matches[n] ?? 0 }
         if let best = membership.voters.max(by: { (match($0), $0) < (match($1), $1) }), match(best) == log.lastIndex
         {
-            send(Message(type: .timeoutNow, from: id, to: best, term: term), afterPersist: false)
+            sendTimeoutNow(to: best)
         }
         becomeFollower(term: term, leader: 0)
     }
@@ -823,6 +851,16 @@ public struct RaftCore: Sendable {
         return .accepted(term: term, firstIndex: index, lastIndex: index)
     }
 
+    /// The target campaigns at once and its voters ignore their leases, so from here on this
+    /// leader's lease cannot be trusted in this term.
+    private mutating func sendTimeoutNow(to target: NodeID) {
+        if !leaseForfeited && !config.testingMutations.contains(.keepLeaseOnTransfer) {
+            leaseForfeited = true
+            effects.append(.leaseForfeited(term: term))
+        }
+        send(Message(type: .timeoutNow, from: id, to: target, term: term), afterPersist: false)
+    }
+
     private mutating func transferLeadership(to target: NodeID) -> StepOutcome {
         guard role == .leader else { return .rejected(.notLeader(leader: leader)) }
         guard target != id else { return .none }
@@ -832,7 +870,7 @@ public struct RaftCore: Sendable {
         leadTransferee = target
         transferElapsed = 0
         if progress[target]?.match == log.lastIndex {
-            send(Message(type: .timeoutNow, from: id, to: target, term: term), afterPersist: false)
+            sendTimeoutNow(to: target)
         } else {
             sendAppend(to: target)
         }
@@ -882,7 +920,7 @@ public struct RaftCore: Sendable {
         let acked = quorumValue(values)
         guard acked > quorumRound else { return }
         quorumRound = acked
-        if let sent = roundSentTick[acked] {
+        if let sent = roundSentTick[acked], !leaseForfeited {
             effects.append(.quorumAcknowledged(sentAtTick: sent, term: term))
         }
         roundSentTick = roundSentTick.filter { $0.key > acked }

@@ -233,6 +233,10 @@ public enum RaftEffect: Sendable, Hashable {
     /// `sentAtTick` (counted by `RaftCore.ticks`). A shell that timestamps its ticks with a
     /// monotonic clock computes the lease from it (DESIGN.md safety rule 3).
     case quorumAcknowledged(sentAtTick: UInt64, term: UInt64)
+    /// The leader sent TimeoutNow: the target may win an election at once, with votes that
+    /// ignore every lease, so this leader holds none for the rest of `term` (no
+    /// `quorumAcknowledged` follows in it). The shell drops its lease now.
+    case leaseForfeited(term: UInt64)
     /// The membership in force changed (an entry was appended, truncated or a snapshot restored).
     case membershipChanged(Membership)
 }

@@ -116,6 +116,9 @@ public enum RaftNodeEvent: Sendable, Equatable {
     case roleChanged(role: RaftRole, term: UInt64, leader: NodeID)
     /// The leader's lease now runs until this instant (DESIGN.md rule 3).
     case leaseRenewed(until: ContinuousClock.Instant, term: UInt64)
+    /// The lease ended early: this leader began a leadership transfer (it holds none again
+    /// in this term).
+    case leaseForfeited(term: UInt64)
     case membershipChanged(Membership)
 }
 
@@ -485,6 +488,8 @@ public actor RaftNode: Service {
                     roleChanged(role: role, term: term, leader: leader)
                 case .quorumAcknowledged(let tick, let term):
                     renewLease(sentAtTick: tick, term: term)
+                case .leaseForfeited(let term):
+                    forfeitLease(term: term)
                 case .membershipChanged(let m):
                     membershipChanged(m)
                 }
@@ -602,6 +607,14 @@ public actor RaftNode: Service {
             eventContinuation.yield(.leaseRenewed(until: until, term: term))
         }
         tickInstants = tickInstants.filter { $0.key >= tick }
+    }
+
+    /// A leadership transfer began: the lease ends now, not when it would have run out.
+    private func forfeitLease(term: UInt64) {
+        guard leaseExpiry != nil else { return }
+        leaseExpiry = nil
+        logger.notice("lease dropped: leadership transfer started", metadata: ["term": "\(term)"])
+        eventContinuation.yield(.leaseForfeited(term: term))
     }
 
     private func expireRequests() {

@@ -240,7 +240,7 @@ public final class Simulator {
                     note("leader \(n.id) term=\(term) last=\(core.lastIndex) commit=\(core.commitIndex)")
                     try checkLeaderCompleteness(n, core)
                 }
-            case .quorumAcknowledged:
+            case .quorumAcknowledged, .leaseForfeited:
                 break
             case .membershipChanged(let m):
                 note("membership@\(n.id) voters=\(m.voters.sorted()) learners=\(m.learners.sorted())")

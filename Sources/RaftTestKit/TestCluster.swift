@@ -12,6 +12,8 @@ public final class TestCluster {
     public private(set) var reads: [NodeID: [ReadState]] = [:]
     public private(set) var failedReads: [NodeID: [UInt64]] = [:]
     public private(set) var leases: [NodeID: [UInt64]] = [:]
+    /// `leaseForfeited` effects per node.
+    public private(set) var forfeited: [NodeID: Int] = [:]
     /// Every effect each node produced, in order (for durability-ordering tests).
     public private(set) var effectLog: [NodeID: [RaftEffect]] = [:]
     /// Links that drop everything (from, to).
@@ -43,18 +45,21 @@ public final class TestCluster {
     public let maxMessageBytes: Int
     public let maxInflight: Int
 
-    public func config(_ id: NodeID) -> RaftConfig {
+    public func config(_ id: NodeID, quietAfterRestart: Bool = true) -> RaftConfig {
         seedCounter &+= 0x9E37_79B9
         return RaftConfig(
             id: id, electionTicks: electionTicks, heartbeatTicks: 1, maxInflightMessages: maxInflight,
-            maxMessageBytes: maxMessageBytes, randomSeed: seedCounter, testingMutations: mutations)
+            maxMessageBytes: maxMessageBytes, randomSeed: seedCounter, testingMutations: mutations,
+            quietAfterRestart: quietAfterRestart)
     }
 
     /// Adds a node; `state` lets a test start it from a prepared log.
     public func add(_ id: NodeID, bootstrap: Membership, state: PersistentState = PersistentState()) {
         bootstraps[id] = bootstrap
         durable[id] = state
-        cores[id] = try? RaftCore(config: config(id), bootstrap: bootstrap, restoring: state)
+        // A prepared log stands for a node that has been running all along, not one that just
+        // restarted (`restart` is that).
+        cores[id] = try? RaftCore(config: config(id, quietAfterRestart: false), bootstrap: bootstrap, restoring: state)
         applied[id] = []
     }
 
@@ -168,6 +173,8 @@ public final class TestCluster {
                 failedReads[id, default: []].append(rid)
             case .quorumAcknowledged(let tick, _):
                 leases[id, default: []].append(tick)
+            case .leaseForfeited:
+                forfeited[id, default: 0] += 1
             case .roleChanged, .membershipChanged:
                 break
             }

@@ -168,3 +168,98 @@ import Testing
         #expect(c.applied[1]?.last?.data == [9])
     }
 }
+
+/// The lease holes of issue #15, item 3: each a way a new leader could be elected while the
+/// old one's lease still ran.
+@Suite struct LeaseHoleTests {
+    func grants(_ r: StepResult, _ type: MessageType) -> Bool {
+        r.effects.contains { if case .send(let m, _) = $0 { return m.type == type && !m.reject }; return false }
+    }
+
+    /// Votes forced by TimeoutNow ignore every lease, so the transferring leader gives its
+    /// own up when it sends one, and renews none for the rest of its term.
+    @Test func aLeaderThatStartsATransferHoldsNoLeaseForTheRestOfItsTerm() {
+        let c = TestCluster(voters: [1, 2, 3])
+        c.elect(1)
+        c.settle()
+        #expect(!(c.leases[1] ?? []).isEmpty, "a lease before the transfer")
+        // Node 2 gets the TimeoutNow but nothing it sends arrives, so node 1 keeps leading
+        // with node 3's acknowledgements: before the fix each round renewed its lease.
+        c.cut = [[2, 1], [2, 3]]
+        let r = c.step(1, .transferLeadership(to: 2))
+        #expect(r.effects.contains(.leaseForfeited(term: 1)))
+        let before = c.leases[1]?.count ?? 0
+        for _ in 0..<5 {
+            c.tick(1)
+            c.stabilize()
+        }
+        #expect(c.core(1).role == .leader && c.core(1).term == 1)
+        #expect(c.forfeited[1] == 1, "forfeited once")
+        #expect(c.leases[1]?.count == before, "no lease renewed after TimeoutNow went out")
+    }
+
+    /// A voter that restarts may have acknowledged a leader whose lease still runs: for an
+    /// election timeout after it starts it grants no (pre-)vote, as if it had just heard it.
+    @Test func aRestartedVoterGrantsNoVoteForAnElectionTimeout() {
+        let c = TestCluster(voters: [1, 2, 3])
+        c.elect(1)
+        c.settle()
+        c.crash(2)
+        c.restart(2)
+        let pre = Message(type: .preVote, from: 3, to: 2, term: 2, logTerm: 1, index: c.core(1).lastIndex)
+        #expect(!grants(c.step(2, .receive(pre)), .preVoteResponse))
+        c.tick(2, times: c.electionTicks)
+        #expect(!grants(c.step(2, .receive(pre)), .preVoteResponse), "still inside the timeout after \(c.electionTicks) ticks")
+        c.tick(2)
+        #expect(grants(c.step(2, .receive(pre)), .preVoteResponse), "granted once a whole timeout has passed")
+    }
+
+    /// The same two situations with each fix planted back out: the holes open, so the tests
+    /// above can fail.
+    @Test func withTheFixesPlantedOutBothHolesOpen() {
+        let c = TestCluster(voters: [1, 2, 3], mutations: [.keepLeaseOnTransfer, .grantVotesRightAfterRestart])
+        c.elect(1)
+        c.settle()
+        c.cut = [[2, 1], [2, 3]]
+        let r = c.step(1, .transferLeadership(to: 2))
+        #expect(!r.effects.contains(.leaseForfeited(term: 1)))
+        let before = c.leases[1]?.count ?? 0
+        for _ in 0..<5 {
+            c.tick(1)
+            c.stabilize()
+        }
+        #expect((c.leases[1]?.count ?? 0) > before, "the lease was renewed after TimeoutNow")
+
+        let d = TestCluster(voters: [1, 2, 3], mutations: [.grantVotesRightAfterRestart])
+        d.elect(1)
+        d.settle()
+        d.crash(2)
+        d.restart(2)
+        let pre = Message(type: .preVote, from: 3, to: 2, term: 2, logTerm: 1, index: d.core(1).lastIndex)
+        #expect(grants(d.step(2, .receive(pre)), .preVoteResponse), "granted at once after the restart")
+    }
+
+    /// A fresh node (term 0) has acknowledged nobody: no wait, so a new cluster elects as fast as before.
+    @Test func aFreshNodeGrantsAtOnce() throws {
+        var core = try RaftCore(config: RaftConfig(id: 2, electionTicks: 10, randomSeed: 7), bootstrap: Membership(voters: [1, 2, 3]))
+        let r = core.step(.receive(Message(type: .preVote, from: 3, to: 2, term: 1, logTerm: 0, index: 0)))
+        #expect(grants(r, .preVoteResponse))
+    }
+
+    /// Refusal counted from the last contact lasts `electionTicks + 1` ticks: at least
+    /// `electionTicks` whole intervals whatever the phase of the contact, never (T − 1).
+    @Test func aVoterRefusesForAWholeElectionTimeoutAfterItsLastContact() {
+        let c = TestCluster(voters: [1, 2, 3])
+        c.elect(1)
+        c.settle()
+        c.isolate(1)
+        let pre = Message(type: .preVote, from: 3, to: 2, term: 2, logTerm: 1, index: c.core(1).lastIndex)
+        c.tick(2, times: c.electionTicks)
+        #expect(c.core(2).role == .follower)
+        #expect(!grants(c.step(2, .receive(pre)), .preVoteResponse), "after \(c.electionTicks) ticks: still refused")
+        c.tick(2)
+        // Node 2 may have started its own pre-vote by now; what matters is it no longer refuses.
+        let r = c.step(2, .receive(pre))
+        #expect(grants(r, .preVoteResponse) || c.core(2).role != .follower)
+    }
+}
