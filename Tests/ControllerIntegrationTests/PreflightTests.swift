@@ -11,19 +11,7 @@ extension ClusterTests {
             let proxy = try await RealismProxy.start(in: scope.directory, upstream: "127.0.0.1:\(world.moto.port)")
             scope.onTeardown { await proxy.stop() }
             try proxy.set(["dryrun": true, "aws_errors": true])
-            let pki = try await scope.pki(members: [1, 2, 3], sentinels: world.vpnInstances.map(\.tag))
-            var sentinels: [String: String] = [:]
-            for vpn in world.vpnInstances { sentinels[vpn.tag] = "127.0.0.1:\(try LoopbackPorts.unused())" }
-            var config = try await ConfigWriter.loopback(world: world, pki: pki, dataRoot: scope.directory.appendingPathComponent("data"),
-                                                         sentinels: sentinels, dns: true)
-            config.aws.endpoint = proxy.endpoint
-            for i in config.tunnels.indices { config.tunnels[i].probes = [.tcp("127.0.0.1:9")] }
-            let path = try scope.write(config)
-            var env = ProcessInfo.processInfo.environment
-            env["AWS_ACCESS_KEY_ID"] = "testing"
-            env["AWS_SECRET_ACCESS_KEY"] = "testing"
-            env["AWS_EC2_METADATA_DISABLED"] = "true"
-            env.removeValue(forKey: "AWS_PROFILE")
+            let (path, env) = try await Self.preflightConfig(scope, world, proxy, dns: true)
             let before = try await world.routeTargets(destination: world.remoteCIDR)
 
             let allowed = try await SwitchmanBinary.run(["preflight", "--config", path], environment: env)
@@ -48,6 +36,28 @@ extension ClusterTests {
         }
     }
 
+    /// A config for the world through the realism layer (probes that never matter here), and
+    /// an environment with moto's credentials and nothing of the developer's AWS setup.
+    static func preflightConfig(_ scope: ClusterScope, _ world: MotoWorld, _ proxy: RealismProxy, dns: Bool,
+                                _ adjust: (inout ConfigWriter.Tunnel) -> Void = { _ in }) async throws -> (String, [String: String]) {
+        let pki = try await scope.pki(members: [1, 2, 3], sentinels: world.vpnInstances.map(\.tag))
+        var sentinels: [String: String] = [:]
+        for vpn in world.vpnInstances { sentinels[vpn.tag] = "127.0.0.1:\(try LoopbackPorts.unused())" }
+        var config = try await ConfigWriter.loopback(world: world, pki: pki, dataRoot: scope.directory.appendingPathComponent("data"),
+                                                     sentinels: sentinels, dns: dns)
+        config.aws.endpoint = proxy.endpoint
+        for i in config.tunnels.indices {
+            config.tunnels[i].probes = [.tcp("127.0.0.1:9")]
+            adjust(&config.tunnels[i])
+        }
+        var env = ProcessInfo.processInfo.environment
+        env["AWS_ACCESS_KEY_ID"] = "testing"
+        env["AWS_SECRET_ACCESS_KEY"] = "testing"
+        env["AWS_EC2_METADATA_DISABLED"] = "true"
+        env.removeValue(forKey: "AWS_PROFILE")
+        return (try scope.write(config), env)
+    }
+
     /// A VPN instance that forwards on a second interface, chosen by its tag: the same one
     /// however the realism layer orders the instance's interfaces, read back with awscli.
     @Test func theInterfaceCarryingTheTunnelsInterfaceTagIsChosenWhateverTheOrder() async throws {
@@ -66,22 +76,9 @@ extension ClusterTests {
             let proxy = try await RealismProxy.start(in: scope.directory, upstream: "127.0.0.1:\(world.moto.port)")
             scope.onTeardown { await proxy.stop() }
             try proxy.set(["dryrun": true, "aws_errors": true, "eni_order": "shuffle", "seed": 3])
-            let pki = try await scope.pki(members: [1, 2, 3], sentinels: world.vpnInstances.map(\.tag))
-            var sentinels: [String: String] = [:]
-            for v in world.vpnInstances { sentinels[v.tag] = "127.0.0.1:\(try LoopbackPorts.unused())" }
-            var config = try await ConfigWriter.loopback(world: world, pki: pki, dataRoot: scope.directory.appendingPathComponent("data"),
-                                                         sentinels: sentinels, dns: false)
-            config.aws.endpoint = proxy.endpoint
-            for i in config.tunnels.indices {
-                config.tunnels[i].probes = [.tcp("127.0.0.1:9")]
-                if config.tunnels[i].name == "vpn-a" { config.tunnels[i].interfaceTag = ["switchman/forward", "yes"] }
+            let (path, env) = try await Self.preflightConfig(scope, world, proxy, dns: false) { tunnel in
+                if tunnel.name == "vpn-a" { tunnel.interfaceTag = ["switchman/forward", "yes"] }
             }
-            let path = try scope.write(config)
-            var env = ProcessInfo.processInfo.environment
-            env["AWS_ACCESS_KEY_ID"] = "testing"
-            env["AWS_SECRET_ACCESS_KEY"] = "testing"
-            env["AWS_EC2_METADATA_DISABLED"] = "true"
-            env.removeValue(forKey: "AWS_PROFILE")
             // Each run sees the interfaces in another order.
             for _ in 0..<3 {
                 let run = try await SwitchmanBinary.run(["preflight", "--config", path, "--json"], environment: env)

@@ -392,6 +392,17 @@ func poll(_ what: String, timeout: Duration = .seconds(90), _ condition: () asyn
         }
     }
 
+    /// Replaces both tunnels' instances (`i-a<n>` at 10.0.0.<n>0, `i-b<n>` at 10.0.1.<n>0) and
+    /// waits until the leader's state knows both.
+    func replaceBoth(_ c: InProcessCluster, _ n: String) async throws {
+        c.aws.setInstance("vpn-a", InstanceIdentity(instanceId: "i-a\(n)", eniId: "eni-a\(n)", privateIP: "10.0.0.\(n)0"))
+        c.aws.setInstance("vpn-b", InstanceIdentity(instanceId: "i-b\(n)", eniId: "eni-b\(n)", privateIP: "10.0.1.\(n)0"))
+        try await poll("both replacements agreed") {
+            guard let id = await c.leader(), let state = c.replica(id)?.machine.state else { return false }
+            return state.tunnels["vpn-a"]?.identity?.instanceId == "i-a\(n)" && state.tunnels["vpn-b"]?.identity?.instanceId == "i-b\(n)"
+        }
+    }
+
     /// Two records of one zone that a pass finds out of date go in one ChangeBatch (one call,
     /// one intent); a batch Route 53 refuses is split so the record it accepts still moves.
     @Test func aPassWritesAZoneInOneBatchAndARefusedBatchRecordByRecord() async throws {
@@ -402,12 +413,7 @@ func poll(_ what: String, timeout: Duration = .seconds(90), _ condition: () asyn
             // Reads fail until the leader knows both replacements, so the next pass that can
             // write finds both records out of date at once.
             c.aws.failDNSReads(true)
-            c.aws.setInstance("vpn-a", InstanceIdentity(instanceId: "i-a2", eniId: "eni-a2", privateIP: "10.0.0.20"))
-            c.aws.setInstance("vpn-b", InstanceIdentity(instanceId: "i-b2", eniId: "eni-b2", privateIP: "10.0.1.20"))
-            try await poll("both replacements agreed") {
-                guard let id = await c.leader(), let state = c.replica(id)?.machine.state else { return false }
-                return state.tunnels["vpn-a"]?.identity?.instanceId == "i-a2" && state.tunnels["vpn-b"]?.identity?.instanceId == "i-b2"
-            }
+            try await replaceBoth(c, "2")
             let before = c.aws.dnsBatches.count
             c.aws.failDNSReads(false)
             try await poll("both records follow") {
@@ -419,12 +425,7 @@ func poll(_ what: String, timeout: Duration = .seconds(90), _ condition: () asyn
             // Route 53 refuses vpn-b's name: the pair is refused once, then vpn-a goes alone.
             c.aws.refuseRecord("vpn-b.example.internal", true)
             c.aws.failDNSReads(true)
-            c.aws.setInstance("vpn-a", InstanceIdentity(instanceId: "i-a3", eniId: "eni-a3", privateIP: "10.0.0.30"))
-            c.aws.setInstance("vpn-b", InstanceIdentity(instanceId: "i-b3", eniId: "eni-b3", privateIP: "10.0.1.30"))
-            try await poll("both replacements agreed") {
-                guard let id = await c.leader(), let state = c.replica(id)?.machine.state else { return false }
-                return state.tunnels["vpn-a"]?.identity?.instanceId == "i-a3" && state.tunnels["vpn-b"]?.identity?.instanceId == "i-b3"
-            }
+            try await replaceBoth(c, "3")
             let split = c.aws.dnsBatches.count
             c.aws.failDNSReads(false)
             try await poll("vpn-a follows despite vpn-b") { c.aws.record("vpn-a.example.internal") == "10.0.0.30" }
