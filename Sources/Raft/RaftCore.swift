@@ -832,6 +832,18 @@ public struct RaftCore: Sendable {
         case .addVoter(let n):
             guard n != 0 else { return .rejected(.invalidMembershipChange("node id 0 is reserved")) }
             guard !next.voters.contains(n) else { return .rejected(.invalidMembershipChange("node \(n) is already a voter")) }
+            // A voter that is new, dead or far behind counts towards every quorum at once: in
+            // a cluster of three, adding a dead fourth and then losing one original leaves no
+            // quorum and no way back. Only a learner that holds everything committed may vote.
+            guard next.learners.contains(n) else {
+                return .rejected(.invalidMembershipChange(
+                    "node \(n) is not a learner: add it as a learner first, and promote it once it has caught up"))
+            }
+            let match = progress[n]?.match ?? 0
+            guard match >= log.committed else {
+                return .rejected(.invalidMembershipChange(
+                    "learner \(n) has not caught up (it holds up to index \(match), \(log.committed) are committed); promote it once it has"))
+            }
             next.learners.remove(n)
             next.voters.insert(n)
         case .addLearner(let n):

@@ -192,6 +192,12 @@ extension ClusterTests {
             #expect((try? c.decode(AdminResult.self, added.stdout))?.ok == true, "\(added.stdout)")
             let withLearner = try c.decode(AdminMembers.self, try await c.cli(["members", "--output", "json"]).stdout)
             #expect(withLearner.members.first { $0.id == 4 }?.role == "learner", "\(withLearner.members)")
+            // Nothing runs as member 4, so it never catches up, and a stranger is no learner:
+            // neither becomes a voter (a dead fourth voter would cost the cluster its quorum).
+            let promoted = try await c.cli(["member", "add", "--id", "4", "--peer", "127.0.0.1:\(spare)"])
+            #expect(promoted.status == 1 && (promoted.stdout + promoted.stderr).contains("has not caught up"), "\(promoted.stdout)\(promoted.stderr)")
+            let stranger5 = try await c.cli(["member", "add", "--id", "5", "--peer", "127.0.0.1:\(spare)"])
+            #expect(stranger5.status == 1 && (stranger5.stdout + stranger5.stderr).contains("not a learner"), "\(stranger5.stdout)\(stranger5.stderr)")
             let removed = try await c.cli(["member", "remove", "--id", "4"])
             #expect(removed.status == 0, "\(removed.stdout)\(removed.stderr)")
             let after = try c.decode(AdminMembers.self, try await c.cli(["members", "--output", "json"]).stdout)

@@ -173,3 +173,37 @@ import Testing
         }
     }
 }
+
+/// Issue #15, item 4: only a caught-up learner becomes a voter.
+@Suite struct VoterAdmissionTests {
+    @Test func aNodeThatIsNotALearnerOrHasNotCaughtUpIsNotMadeAVoter() {
+        let c = TestCluster(voters: [1, 2, 3])
+        c.elect(1)
+        c.settle()
+        guard case .rejected(.invalidMembershipChange(let why)) = c.step(1, .proposeMembership(.addVoter(4))).outcome else {
+            Issue.record("a stranger was accepted as a voter")
+            return
+        }
+        #expect(why.contains("not a learner"), "\(why)")
+        // A learner that never answers (nothing runs there) is not caught up.
+        guard case .accepted = c.step(1, .proposeMembership(.addLearner(4))).outcome else {
+            Issue.record("addLearner rejected")
+            return
+        }
+        c.settle()
+        guard case .rejected(.invalidMembershipChange(let behind)) = c.step(1, .proposeMembership(.addVoter(4))).outcome else {
+            Issue.record("a dead learner was promoted")
+            return
+        }
+        #expect(behind.contains("has not caught up"), "\(behind)")
+        #expect(c.core(1).membership.voters == [1, 2, 3])
+        // Once it runs and has everything committed, it may vote.
+        c.add(4, bootstrap: Membership())
+        c.tick(1)
+        c.settle()
+        guard case .accepted = c.step(1, .proposeMembership(.addVoter(4))).outcome else {
+            Issue.record("a caught-up learner was refused")
+            return
+        }
+    }
+}
