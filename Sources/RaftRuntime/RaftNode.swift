@@ -7,11 +7,16 @@ import ServiceLifecycle
 /// What `RaftNode` needs from a transport. `PeerTransport` is the real one.
 public protocol RaftMessageTransport: Sendable {
     var inbound: AsyncStream<InboundMessage> { get }
-    @discardableResult func send(to peer: UInt64, _ payload: [UInt8]) -> SendResult
+    /// `onWritten`, when the message was enqueued: later, whether it was written whole.
+    @discardableResult func send(to peer: UInt64, _ payload: [UInt8], onWritten: (@Sendable (Bool) -> Void)?) -> SendResult
     func setPeers(_ addresses: [UInt64: PeerAddress])
 }
 
 extension PeerTransport: RaftMessageTransport {}
+
+extension RaftMessageTransport {
+    @discardableResult func send(to peer: UInt64, _ payload: [UInt8]) -> SendResult { send(to: peer, payload, onWritten: nil) }
+}
 
 /// The application's replicated state machine. `RaftNode` calls it from its own actor, one
 /// call at a time, in log order.
@@ -146,6 +151,7 @@ public actor RaftNode: Service {
         case membership(MembershipChange, PeerAddress?, CheckedContinuation<LogPosition, any Error>)
         case read(CheckedContinuation<UInt64, any Error>)
         case transfer(NodeID, CheckedContinuation<Void, any Error>)
+        case snapshotWritten(NodeID, Bool)
         case shutdown
     }
 
@@ -171,6 +177,7 @@ public actor RaftNode: Service {
     private let batchRecorder: Recorder
     private let appliedCounter: Counter
     private let leaderChanges: Counter
+    private let snapshotsSent: Counter
     private let termGauge: Gauge
     private let commitGauge: Gauge
 
@@ -206,6 +213,7 @@ public actor RaftNode: Service {
         batchRecorder = Recorder(label: "switchman_raft_proposal_batch_size", dimensions: dims)
         appliedCounter = Counter(label: "switchman_raft_applied_entries_total", dimensions: dims)
         leaderChanges = Counter(label: "switchman_raft_leader_changes_total", dimensions: dims)
+        snapshotsSent = Counter(label: "switchman_raft_snapshots_sent_total", dimensions: dims)
         termGauge = Gauge(label: "switchman_raft_term", dimensions: dims)
         commitGauge = Gauge(label: "switchman_raft_commit_index", dimensions: dims)
         transport.setPeers(configuration.peers.filter { $0.key != configuration.id })
@@ -400,6 +408,8 @@ public actor RaftNode: Service {
                     } else {
                         transferWaiters.append((target, core.ticks, cont))
                     }
+                case .snapshotWritten(let node, let written):
+                    effects += core.step(.snapshotReported(node: node, success: written)).effects
                 case .shutdown:
                     effects += beginShutdown()
                 }
@@ -528,11 +538,21 @@ public actor RaftNode: Service {
     }
 
     private func send(_ m: Message) -> [RaftEffect] {
-        let result = transport.send(to: m.to, RaftCodec.encode(m))
-        guard m.type == .snapshot else { return [] }
-        // The transport streams the snapshot; once it is queued the leader waits for the
-        // follower's answer, and probes again after a heartbeat if the snapshot got lost.
-        return core.step(.snapshotReported(node: m.to, success: result == .enqueued)).effects
+        guard m.type == .snapshot else {
+            transport.send(to: m.to, RaftCodec.encode(m))
+            return []
+        }
+        // Reported when the transport has written the whole snapshot, not when it is queued:
+        // reported at once, the leader probed on the next heartbeat, the follower (still
+        // receiving) refused the append, and the snapshot went out again, every heartbeat of
+        // a long transfer. Until the report the follower's progress stays paused.
+        let to = m.to
+        let result = transport.send(to: to, RaftCodec.encode(m)) { [weak self] written in
+            Task { await self?.enqueue(.snapshotWritten(to, written)) }
+        }
+        snapshotsSent.increment()
+        guard result == .enqueued else { return core.step(.snapshotReported(node: to, success: false)).effects }
+        return []
     }
 
     private func apply(_ entries: [Entry]) -> [RaftEffect] {
@@ -688,7 +708,7 @@ public actor RaftNode: Service {
         case .read(let c): c.resume(throwing: error)
         case .forward(_, let c): c.resume(throwing: error)
         case .transfer(_, let c): c.resume(throwing: error)
-        case .tick, .message, .shutdown: break
+        case .tick, .message, .snapshotWritten, .shutdown: break
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import RaftRuntime
@@ -300,6 +301,38 @@ struct TransportTests {
         #expect(a.queuedMessages(for: 2) == 0)
         await a.shutdown()
         await b.shutdown()
+    }
+
+    /// What the Raft node needs to report a snapshot sent: told when the whole message was
+    /// written, not when it was queued; told it was not when the transport drops it first.
+    @Test func theSenderIsToldWhenAMessageWasWrittenWholeOrDropped() async throws {
+        let pki = try TestPKI()
+        let placeholder = try makeTransport(id: 2, pki: pki)
+        try await placeholder.start()
+        let downAddress = try address(of: placeholder)
+        await placeholder.shutdown()
+
+        let a = try makeTransport(id: 1, pki: pki)
+        try await a.start()
+        a.setPeers([2: downAddress])
+        let told = NIOLockedValueBox<[String: Bool]>([:])
+        #expect(a.send(to: 2, patternedBytes(count: 4 << 20), onWritten: { ok in told.withLockedValue { $0["big"] = ok } }) == .enqueued)
+        try await eventually("connection attempts failing") { a.statistics.connectionErrors >= 1 }
+        #expect(told.withLockedValue { $0["big"] } == nil, "queued is not written")
+
+        // The peer comes up: the message goes out whole, and only then is the sender told.
+        let b = try makeTransport(id: 2, pki: pki, port: downAddress.port)
+        let inbox = Inbox(b)
+        try await b.start()
+        try await eventually("told it was written") { told.withLockedValue { $0["big"] } == true }
+        try await eventually("received") { inbox.messages.count == 1 }
+
+        // Stopped with a message still queued for a peer that is gone: told it was not.
+        await b.shutdown()
+        try await eventually("the connection noticed") { a.statistics.connectionErrors >= 2 }
+        #expect(a.send(to: 2, [7], onWritten: { ok in told.withLockedValue { $0["queued"] = ok } }) == .enqueued)
+        await a.shutdown()
+        try await eventually("told it was dropped") { told.withLockedValue { $0["queued"] } == false }
     }
 
     @Test func newerConnectionFromSameMemberSupersedesOlder() async throws {

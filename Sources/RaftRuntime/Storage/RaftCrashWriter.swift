@@ -63,7 +63,7 @@ public struct NoPeersTransport: RaftMessageTransport {
 
     public init() { inbound = AsyncStream { _ in } }
 
-    public func send(to peer: UInt64, _ payload: [UInt8]) -> SendResult { .droppedUnknownPeer }
+    public func send(to peer: UInt64, _ payload: [UInt8], onWritten: (@Sendable (Bool) -> Void)?) -> SendResult { .droppedUnknownPeer }
     public func setPeers(_ addresses: [UInt64: PeerAddress]) {}
 }
 

@@ -72,8 +72,12 @@ final class OutboundPeer: @unchecked Sendable {
     private let logger: Logger
     private let queue = NIOLockedValueBox(SendQueue())
 
+    /// Told whether a message was handed to the connection whole (true) or dropped before
+    /// that (false). Called once, on the peer's event loop or the caller's thread.
+    typealias WriteCallback = @Sendable (Bool) -> Void
+
     private struct SendQueue {
-        var messages = CircularBuffer<[UInt8]>()
+        var messages = CircularBuffer<(payload: [UInt8], onWritten: WriteCallback?)>()
         var bytes = 0
         var pumpScheduled = false
         var stopped = false
@@ -96,7 +100,7 @@ final class OutboundPeer: @unchecked Sendable {
     private var generation = 0
     private var consecutiveFailures = 0
     private var everConnected = false
-    private var current: (payload: [UInt8], offset: Int)?
+    private var current: (payload: [UInt8], offset: Int, onWritten: WriteCallback?)?
 
     init(peerID: UInt64, address: PeerAddress, eventLoop: any EventLoop, context: TransportContext) {
         self.peerID = peerID
@@ -110,14 +114,14 @@ final class OutboundPeer: @unchecked Sendable {
 
     // MARK: Any thread
 
-    func enqueue(_ payload: [UInt8]) -> SendResult {
+    func enqueue(_ payload: [UInt8], onWritten: WriteCallback? = nil) -> SendResult {
         let limits = context.limits
         let (result, schedulePump): (SendResult, Bool) = queue.withLockedValue { queue in
             if queue.stopped { return (.droppedNotRunning, false) }
             let overCount = queue.messages.count >= limits.sendQueueMessages
             let overBytes = !queue.messages.isEmpty && queue.bytes + payload.count > limits.sendQueueBytes
             if overCount || overBytes { return (.droppedQueueFull, false) }
-            queue.messages.append(payload)
+            queue.messages.append((payload, onWritten))
             queue.bytes += payload.count
             let schedule = !queue.pumpScheduled
             queue.pumpScheduled = true
@@ -149,11 +153,14 @@ final class OutboundPeer: @unchecked Sendable {
 
     /// Stops for good: no more reconnects, queued messages are discarded.
     func stop() -> EventLoopFuture<Void> {
-        queue.withLockedValue {
-            $0.stopped = true
-            $0.messages.removeAll()
-            $0.bytes = 0
+        let dropped = queue.withLockedValue { queue -> [WriteCallback] in
+            queue.stopped = true
+            let callbacks = queue.messages.compactMap(\.onWritten)
+            queue.messages.removeAll()
+            queue.bytes = 0
+            return callbacks
         }
+        for callback in dropped { callback(false) }
         return eventLoop.submit {
             let channel = self.abandonCurrentConnection()
             self.state = .stopped
@@ -172,9 +179,10 @@ final class OutboundPeer: @unchecked Sendable {
     private func abandonCurrentConnection() -> (any Channel)? {
         eventLoop.assertInEventLoop()
         generation += 1
-        if current != nil {
+        if let dropped = current {
             current = nil
             context.counters.dropped("in_flight")
+            dropped.onWritten?(false)
         }
         switch state {
         case .handshaking(let channel), .ready(let channel):
@@ -307,22 +315,28 @@ final class OutboundPeer: @unchecked Sendable {
         var unflushed = 0
         while channel.isWritable {
             if current == nil {
-                let next: [UInt8]? = queue.withLockedValue { queue in
+                let next: (payload: [UInt8], onWritten: WriteCallback?)? = queue.withLockedValue { queue in
                     guard let message = queue.messages.popFirst() else { return nil }
-                    queue.bytes -= message.count
+                    queue.bytes -= message.payload.count
                     return message
                 }
                 guard let next else { break }
-                current = (next, 0)
+                current = (next.payload, 0, next.onWritten)
             }
-            guard let (payload, offset) = current else { break }
+            guard let (payload, offset, onWritten) = current else { break }
             let end = min(offset + chunkSize, payload.count)
             let isLast = end == payload.count
             var buffer = channel.allocator.buffer(capacity: end - offset)
             buffer.writeBytes(payload[offset..<end])
-            channel.write(Frame(kind: isLast ? .message : .fragment, payload: buffer), promise: nil)
+            var promise: EventLoopPromise<Void>? = nil
+            if isLast, let onWritten {
+                let p = channel.eventLoop.makePromise(of: Void.self)
+                p.futureResult.whenComplete { onWritten((try? $0.get()) != nil) }
+                promise = p
+            }
+            channel.write(Frame(kind: isLast ? .message : .fragment, payload: buffer), promise: promise)
             context.counters.frameSent(bytes: Frame.headerSize + end - offset, endsMessage: isLast)
-            current = isLast ? nil : (payload, end)
+            current = isLast ? nil : (payload, end, onWritten)
             unflushed += Frame.headerSize + end - offset
             // Flushing per chunk lets the TLS handler hand bytes to the socket, which is what
             // makes `isWritable` reflect how much is really waiting.

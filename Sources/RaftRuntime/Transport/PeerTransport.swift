@@ -221,9 +221,11 @@ public final class PeerTransport: Sendable {
         state.withLockedValue { Set($0.peers.keys) }
     }
 
-    /// Queues `payload` for `peer` and returns at once. See ``SendResult``.
+    /// Queues `payload` for `peer` and returns at once. See ``SendResult``. When enqueued,
+    /// `onWritten` is later told whether the whole message was written to the connection
+    /// (handed to TLS and the socket) or dropped first (connection lost mid-message, stopped).
     @discardableResult
-    public func send(to peer: UInt64, _ payload: [UInt8]) -> SendResult {
+    public func send(to peer: UInt64, _ payload: [UInt8], onWritten: (@Sendable (Bool) -> Void)? = nil) -> SendResult {
         guard payload.count <= context.limits.maximumMessageSize else {
             context.counters.dropped("too_large")
             return .droppedTooLarge
@@ -237,7 +239,7 @@ public final class PeerTransport: Sendable {
             context.counters.dropped("unknown_peer")
             return .droppedUnknownPeer
         }
-        return outbound.enqueue(payload)
+        return outbound.enqueue(payload, onWritten: onWritten)
     }
 
     /// Messages waiting for `peer` (not counting one being written).
