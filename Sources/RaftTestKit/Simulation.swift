@@ -52,6 +52,13 @@ public struct SimulationConfig: Sendable {
     /// (DESIGN.md rule 1). Off only to see whether the other checkers notice a broken
     /// promise by its consequences.
     public var auditSpeech = true
+    /// The lease's drift bound, as `timing.maxClockDrift`: leases are `electionTicks ×
+    /// tickMillis × (1 − maxClockDrift)` of the leader's clock.
+    public var maxClockDrift = 0.05
+    /// When set, each node's clock runs at a rate drawn from 1 ± maxClockDrift/4, so two
+    /// clocks differ by at most half the bound (the rest covers the millisecond rounding of
+    /// tick times). Off by default: it changes every seed's schedule.
+    public var driftingClocks = false
 
     public init(
         seed: UInt64, nodes: Int = 3, chaosMillis: UInt64 = 4_000, healMillis: UInt64 = 4_000,
@@ -80,6 +87,7 @@ extension SimulationConfig {
         }
         if maxMessageBytes != base.maxMessageBytes { env.append("SWITCHMAN_SIM_MAX_MESSAGE_BYTES=\(maxMessageBytes)") }
         if !auditSpeech { env.append("SWITCHMAN_SIM_AUDIT=0") }
+        if driftingClocks { env.append("SWITCHMAN_SIM_DRIFT=1") }
         return env
     }
 
@@ -112,6 +120,13 @@ extension SimulationConfig {
             case "0": auditSpeech = false
             case "1": auditSpeech = true
             default: problems.append("SWITCHMAN_SIM_AUDIT: expected 0 or 1, got \(audit)")
+            }
+        }
+        if let drift = env["SWITCHMAN_SIM_DRIFT"] {
+            switch drift {
+            case "0": driftingClocks = false
+            case "1": driftingClocks = true
+            default: problems.append("SWITCHMAN_SIM_DRIFT: expected 0 or 1, got \(drift)")
             }
         }
         return problems

@@ -73,9 +73,11 @@ public final class Simulator {
     private func handle(_ kind: EventKind) throws(SimulationFailure) {
         switch kind {
         case .tick(let id, let inc):
-            guard let n = nodes[id], n.incarnation == inc, n.core != nil else { return }
+            guard let n = nodes[id], n.incarnation == inc, let core = n.core else { return }
+            n.tickTimes[core.ticks + 1] = now
+            n.tickTimes[core.ticks &- UInt64(4 * config.electionTicks)] = nil
             try step(n, .tick)
-            schedule(at: now + config.tickMillis, .tick(id, inc))
+            scheduleNextTick(n)
         case .deliver(let bytes, let to):
             let m: Message
             do { m = try RaftCodec.decodeMessage(bytes) } catch {
@@ -123,8 +125,22 @@ public final class Simulator {
 
     // MARK: - Nodes
 
+    /// One tick per interval of the node's own clock (`tickMillis / rate` of real time).
+    private func scheduleNextTick(_ n: SimNode) {
+        guard config.driftingClocks else {
+            schedule(at: now + config.tickMillis, .tick(n.id, n.incarnation))
+            return
+        }
+        n.nextTickAt = max(n.nextTickAt, Double(now)) + Double(config.tickMillis) / n.clockRate
+        schedule(at: UInt64(n.nextTickAt.rounded(.up)), .tick(n.id, n.incarnation))
+    }
+
     private func startNode(_ id: NodeID, bootstrap: Membership, fresh: Bool) {
         let n = SimNode(id: id, bootstrap: bootstrap)
+        if config.driftingClocks {
+            let spread = config.maxClockDrift / 4
+            n.clockRate = 1 - spread + 2 * spread * Double(rng.next() % 1_000_001) / 1_000_000
+        }
         nodes[id] = n
         do {
             n.core = try RaftCore(config: coreConfig(id), bootstrap: bootstrap)
@@ -145,6 +161,8 @@ public final class Simulator {
         stats.crashes += 1
         stats.lostUnpersistedWrites += n.writeQueue.count
         n.core = nil
+        n.lease = nil
+        n.tickTimes = [:]
         n.writeQueue = []
         n.diskBusy = false
         n.pendingReads = [:]
@@ -235,13 +253,22 @@ public final class Simulator {
             case .readFailed(let rid, _):
                 if n.pendingReads.removeValue(forKey: rid) != nil { stats.readsFailed += 1 }
             case .roleChanged(let role, let term, _):
+                if role != .leader { n.lease = nil }
                 if role == .leader {
                     stats.elections += 1
                     note("leader \(n.id) term=\(term) last=\(core.lastIndex) commit=\(core.commitIndex)")
                     try checkLeaderCompleteness(n, core)
+                    try checkNoLeaseOverlaps(newLeader: n, term: term)
                 }
-            case .quorumAcknowledged, .leaseForfeited:
-                break
+            case .quorumAcknowledged(let tick, let term):
+                // What RaftNode does: the lease runs from the round's tick for the minimum
+                // election timeout less the drift bound, measured by this node's clock.
+                guard let sent = n.tickTimes[tick], term == core.term else { break }
+                let length = Double(config.electionTicks) * Double(config.tickMillis) * (1 - config.maxClockDrift) / n.clockRate
+                let until = Double(sent) + length
+                if n.lease.map({ $0.term != term || until > $0.until }) ?? true { n.lease = (term, until) }
+            case .leaseForfeited:
+                n.lease = nil
             case .membershipChanged(let m):
                 note("membership@\(n.id) voters=\(m.voters.sorted()) learners=\(m.learners.sorted())")
             }
@@ -607,6 +634,15 @@ public final class Simulator {
 
     // MARK: - Checkers
 
+    /// The lease's guarantee (docs/RAFT.md): while a leader's lease runs, no node leads in a
+    /// newer term.
+    private func checkNoLeaseOverlaps(newLeader: SimNode, term: UInt64) throws(SimulationFailure) {
+        for (id, other) in nodes where id != newLeader.id {
+            guard let lease = other.lease, lease.term < term, Double(now) < lease.until else { continue }
+            throw failure("lease overlap: \(newLeader.id) leads term \(term) at \(now) ms while \(id)'s lease of term \(lease.term) runs until \(Int(lease.until)) ms")
+        }
+    }
+
     private func checkInvariants() throws(SimulationFailure) {
         for n in nodes.values {
             guard let core = n.core else { continue }
@@ -875,6 +911,13 @@ private final class SimNode {
     var lastSeenCommit: UInt64 = 0
     var pendingReads: [UInt64: PendingClientRead] = [:]
     var readsWaitingApply: [(PendingClientRead, UInt64)] = []
+    /// The node's clock rate against real (simulated) time, and where its next tick falls.
+    var clockRate = 1.0
+    var nextTickAt = 0.0
+    /// When each of the core's ticks happened, as the shell timestamps them for the lease.
+    var tickTimes: [UInt64: UInt64] = [:]
+    /// The lease this node holds as leader: its term and when it ends in real time.
+    var lease: (term: UInt64, until: Double)?
 
     init(id: NodeID, bootstrap: Membership) {
         self.id = id

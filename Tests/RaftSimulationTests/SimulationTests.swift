@@ -71,7 +71,8 @@ private let speechMutations: [TestingMutation] = [
 
     /// The checkers can fail: with a deliberate rule violation switched on, some seed breaks
     /// an invariant and is reported with its seed.
-    @Test(arguments: [TestingMutation.commitPreviousTermEntriesByCounting, .grantVotesWithoutLogCheck] + speechMutations)
+    @Test(arguments: [TestingMutation.commitPreviousTermEntriesByCounting, .grantVotesWithoutLogCheck,
+                      .keepLeaseOnTransfer] + speechMutations)
     func mutationIsCaught(mutation: TestingMutation) async throws {
         // Faults come faster and appends carry one entry each, which makes the interleavings
         // of Figure 8 (an old entry reaches a majority before the new leader's own) likely.
@@ -82,6 +83,18 @@ private let speechMutations: [TestingMutation] = [
         }
         report(mutation, summary)
         #expect(!summary.failures.isEmpty, "the simulation did not catch \(mutation)")
+    }
+
+    /// Every node's clock at its own rate (within half the drift bound): no node leads in a
+    /// newer term while another's lease runs (docs/RAFT.md, "The lease's guarantee").
+    @Test(arguments: [3, 5])
+    func leasesNeverOverlapWithDriftingClocks(nodes: Int) async throws {
+        let summary = await SeedRunner.run(firstSeed: baseSeed, count: max(1, seedsPerSize / 5), nodes: nodes) { cfg in
+            cfg.driftingClocks = true
+            _ = cfg.apply(environment: ProcessInfo.processInfo.environment)
+        }
+        if let f = summary.failures.first { Issue.record("\(f)") }
+        #expect(summary.stats.transfers > 0 && summary.stats.crashes > 0)
     }
 
     /// With the speech audit off, the fault model alone must turn a promise sent ahead of its
