@@ -550,8 +550,8 @@ public actor RaftNode: Service {
         let result = transport.send(to: to, RaftCodec.encode(m)) { [weak self] written in
             Task { await self?.enqueue(.snapshotWritten(to, written)) }
         }
-        snapshotsSent.increment()
         guard result == .enqueued else { return core.step(.snapshotReported(node: to, success: false)).effects }
+        snapshotsSent.increment()
         return []
     }
 

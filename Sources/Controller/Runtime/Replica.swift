@@ -464,6 +464,7 @@ public actor ControllerReplica: Service {
                     ])
                     batches.insert(contentsOf: DNSBatchPlan.batches(batch, oneByOne: true), at: 0)
                 case .refused:
+                    inSync = false
                     for record in batch {
                         let key = canonicalRecordName(record.name)
                         let attempts = (dnsBackoff[key]?.attempts ?? 0) + 1
@@ -472,9 +473,9 @@ public actor ControllerReplica: Service {
                             "record": "\(record.name)", "zone": "\(zone)", "attempts": "\(attempts)",
                         ])
                     }
-                default: break
+                default:
+                    inSync = false
                 }
-                if result != .written && !(result == .refused && batch.count > 1) { inSync = false }
             }
         }
         return inSync
