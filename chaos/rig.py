@@ -113,6 +113,7 @@ class Rig:
         self.enis = {}
         self.faked = set()
         self.members = list(members or self.replica_ids)
+        self.founders = set(self.members)
         self.configs = {}
         self.fault_count = 0
         self._ssl = None
@@ -448,8 +449,8 @@ table ip chaosnat {
         self.certs = certs
         self.config_path = os.path.join(self.dir, "config.yaml")
         self._write_config(self.config_path, self.members)
-        # A replica that joins later starts from a config that names it (its bootstrap
-        # membership only matters until the leader's log reaches it).
+        # A replica that joins later starts from a config that names it, for the addresses
+        # (it starts with --join: no membership until the leader's log reaches it).
         for i in self.replica_ids:
             if i not in self.members:
                 path = os.path.join(self.dir, "config-%d.yaml" % i)
@@ -520,8 +521,11 @@ table ip chaosnat {
                         "FAKETIME_CACHE_DURATION": "1",
                         "FAKETIME_DONT_RESET": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"})
         config = config or self.configs.get(i, self.config_path)
+        # The founders found the cluster; a replica added later joins it (and is added as a
+        # learner by the scenario). Either flag does nothing once the directory is set up.
+        start = "--bootstrap" if i in self.founders else "--join"
         self.spawn(node, [self.binary, "serve", "--config", config, "--id", i, "--log-format", "json",
-                          "--log-level", "debug"], "replica-%d.jsonl" % i, env=env, stdout_name="replica-%d.out" % i)
+                          "--log-level", "debug", start], "replica-%d.jsonl" % i, env=env, stdout_name="replica-%d.out" % i)
 
     def realtimers(self):
         """The timer shim, built once per run directory."""

@@ -292,7 +292,7 @@ start_replica() {
     spawn "replica-$id" env -u AWS_PROFILE -u AWS_SESSION_TOKEN \
         AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true \
         AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent \
-        "$(switchman_binary)" serve --config "$STATE_DIR/config.yaml" --id "$id" --log-level info
+        "$(switchman_binary)" serve --config "$STATE_DIR/config.yaml" --id "$id" --log-level info --bootstrap
 }
 
 # ---------------------------------------------------------------------------------------

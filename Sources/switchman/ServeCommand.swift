@@ -10,11 +10,16 @@ struct Serve: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Run one controller replica.",
         discussion: """
-            The replica joins the Raft cluster of --config as member --id: it polls every \
+            The replica runs as member --id of the Raft cluster of --config: it polls every \
             tunnel's sentinel, proposes what it sees, and — while it leads and holds its lease — \
             points the managed routes at healthy VPN instances and keeps their DNS records \
             current. Logs go to standard error. On SIGTERM or SIGINT a leader hands leadership \
             to another replica before it exits.
+
+            An empty data directory needs --bootstrap (founding a new cluster: the voters are \
+            the file's cluster.members) or --join (a member added to a running cluster). After \
+            that the voters come from the directory and the Raft log, never from the file; a \
+            directory of another cluster or member is refused.
             """
     )
 
@@ -24,9 +29,18 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "This replica's member id (default: $SWITCHMAN_ID).")
     var id: UInt64?
 
+    @Flag(name: .long, help: ArgumentHelp(
+        "Found a new cluster if the data directory is empty: the voters are cluster.members of --config. Give it to every founder alike, only when creating the cluster; on a directory already set up it does nothing."))
+    var bootstrap = false
+
+    @Flag(name: .long, help: ArgumentHelp(
+        "Join a running cluster if the data directory is empty: start with no membership and wait for the leader (add this member there with `switchman member add --learner`). On a directory already set up it does nothing."))
+    var join = false
+
     @OptionGroup var log: LogOptions
 
     func validate() throws {
+        if bootstrap && join { throw ValidationError("--bootstrap and --join exclude each other: found a new cluster, or join one") }
         guard id != nil || ProcessInfo.processInfo.environment["SWITCHMAN_ID"].flatMap(UInt64.init) != nil else {
             throw ValidationError("give the member id with --id N or SWITCHMAN_ID=N")
         }
@@ -49,7 +63,8 @@ struct Serve: AsyncParsableCommand {
         let assembly: ReplicaAssembly
         do {
             assembly = try await ReplicaAssembly.make(
-                id: memberID, config: cfg, configFile: config, checker: SentinelTunnelChecker(prober: prober), logger: logger)
+                id: memberID, config: cfg, configFile: config, checker: SentinelTunnelChecker(prober: prober),
+                start: bootstrap ? .bootstrap : join ? .join : .existing, logger: logger)
         } catch {
             await prober.shutdown()
             FileHandle.standardError.write(Data("switchman serve: \(error)\n".utf8))

@@ -12,8 +12,7 @@ import Foundation
 ///         let config = try await ConfigWriter.loopback(world: world, pki: pki,
 ///             dataRoot: c.directory.appendingPathComponent("data"), sentinels: sentinels)
 ///         let path = try c.write(config)
-///         // (`serve`'s flags are illustrative; it does not exist yet.)
-///         for id in 1...3 { try c.spawn("replica-\(id)", ["serve", "--config", path, "--id", "\(id)"]) }
+///         for id in 1...3 { try c.spawn("replica-\(id)", ["serve", "--config", path, "--id", "\(id)", "--bootstrap"]) }
 ///         let a = try world.instance("vpn-a"), b = try world.instance("vpn-b")
 ///         try await world.terminate(a.instanceID)
 ///         let seen = try await world.awaitRouteTarget(table: world.zones[0].routeTableID,

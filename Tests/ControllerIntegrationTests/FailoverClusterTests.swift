@@ -58,7 +58,7 @@ struct RunningCluster {
         env["AWS_SECRET_ACCESS_KEY"] = "testing"
         env["AWS_EC2_METADATA_DISABLED"] = "true"
         for id in 1...3 {
-            try scope.spawn("replica-\(id)", ["serve", "--config", path, "--id", "\(id)", "--log-level", "info"], environment: env)
+            try scope.spawn("replica-\(id)", ["serve", "--config", path, "--id", "\(id)", "--log-level", "info", "--bootstrap"], environment: env)
         }
         return RunningCluster(scope: scope, world: world, pki: pki, config: config, configPath: path, targets: targets, recording: recording,
                               realism: proxy)

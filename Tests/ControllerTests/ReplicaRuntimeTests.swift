@@ -252,7 +252,8 @@ final class InProcessCluster: Sendable {
         var logger = Logger(label: "rt.\(id)")
         logger.logLevel = .critical
         let assembly = try await ReplicaAssembly.make(
-            id: id, config: config, configFile: "rt.yaml", checker: checker, logger: logger, actuators: aws.actuators())
+            id: id, config: config, configFile: "rt.yaml", checker: checker, start: .bootstrap, logger: logger,
+            actuators: aws.actuators())
         let group = ServiceGroup(services: [assembly.node, assembly.replica], gracefulShutdownSignals: [], logger: logger)
         let task = Task {
             defer { assembly.store.close() }

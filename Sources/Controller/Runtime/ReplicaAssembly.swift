@@ -31,7 +31,7 @@ public struct ReplicaAssembly: Sendable {
     /// for a moment; it keeps trying for this long.
     public static func make(
         id: UInt64, config: SwitchmanConfig, configFile: String, checker: any TunnelChecker,
-        environment: [String: String] = ProcessInfo.processInfo.environment,
+        start: StartMode = .existing, environment: [String: String] = ProcessInfo.processInfo.environment,
         bindTimeout: Duration = .seconds(30), logger: Logger, actuators: ReplicaActuators? = nil
     ) async throws -> ReplicaAssembly {
         guard let member = config.cluster.members.first(where: { $0.id == id }) else {
@@ -51,14 +51,26 @@ public struct ReplicaAssembly: Sendable {
         let dataDir = config.dataDir(for: id)
         try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
         let store: LMDBLogStore
+        let identity: ClusterIdentity
         do {
             store = try LMDBLogStore(directory: dataDir, logger: logger)
+            do {
+                identity = try DataDirectory.open(
+                    store, clusterName: config.cluster.name, memberID: id, fileMembers: config.cluster.members.map(\.id),
+                    mode: start, logger: logger)
+            } catch {
+                store.close()
+                throw error
+            }
         } catch {
             await transport.shutdown()
             throw error
         }
 
-        var raft = RaftNodeConfiguration(id: id, bootstrap: Membership(voters: Set(config.cluster.members.map(\.id))), peers: peers)
+        // The voters come from the directory (founding) and the log (every change since),
+        // never from the file: two files edited apart must not make two quorums that do
+        // not overlap. The file only gives addresses.
+        var raft = RaftNodeConfiguration(id: id, bootstrap: Membership(voters: Set(identity.founding)), peers: peers)
         let heartbeat = config.timing.heartbeat
         raft.tickInterval = heartbeat
         raft.heartbeatTicks = 1
@@ -71,11 +83,25 @@ public struct ReplicaAssembly: Sendable {
         // --scenario membership).
         let machine = ControllerStateMachine(policy: .default, logger: logger)
         let node = try RaftNode(configuration: raft, storage: store, transport: transport, stateMachine: machine, logger: logger)
+        warnIfFileDisagrees(await node.status.membership, config: config, configFile: configFile, logger: logger)
 
         let actuators = actuators ?? makeActuators(id: id, config: config, environment: environment, logger: logger)
         let replica = ControllerReplica(
             id: id, config: config, node: node, machine: machine, checker: checker, actuators: actuators, logger: logger)
         return ReplicaAssembly(node: node, replica: replica, transport: transport, store: store)
+    }
+
+    static func warnIfFileDisagrees(_ membership: Membership, config: SwitchmanConfig, configFile: String, logger: Logger) {
+        let inFile = Set(config.cluster.members.map(\.id))
+        let inLog = membership.voters.union(membership.learners)
+        guard !inLog.isEmpty, inLog != inFile else { return }
+        let show = { (s: Set<UInt64>) in "{" + s.sorted().map(String.init).joined(separator: ", ") + "}" }
+        logger.warning(
+            "cluster.members of the config file differs from the membership in the Raft log; the log's is the one in force (change it with `switchman member add|remove`), the file only gives addresses",
+            metadata: [
+                "file": "\(configFile)", "file_members": "\(show(inFile))", "log_voters": "\(show(membership.voters))",
+                "log_learners": "\(show(membership.learners))",
+            ])
     }
 
     static func bind(

@@ -181,6 +181,38 @@ public final class LMDBLogStore: RaftStorage, @unchecked Sendable {
         }
     }
 
+    // MARK: - Records beside the log
+
+    /// A record of the runtime's own (the directory's identity, the peers' incarnations),
+    /// kept in `meta` under `record/<name>` so it can never collide with the log's keys.
+    public func readRecord(_ name: String) throws -> [UInt8]? {
+        try lock.withLock {
+            guard let env else { throw LMDBStoreError.closed(path: path) }
+            do {
+                return try read(env) { txn in try self.get(txn, self.metaDB, MetaKey.record(name)) }
+            } catch let e as MDBCode {
+                throw LMDBStoreError.readFailed(code: e.rc, message: e.message)
+            }
+        }
+    }
+
+    /// Writes a record in its own transaction, as durably as `persist`. A failure poisons
+    /// the store like any other failed write.
+    public func writeRecord(_ name: String, _ value: [UInt8]) throws {
+        try lock.withLock {
+            guard let env else { throw LMDBStoreError.closed(path: path) }
+            if let poison { throw LMDBStoreError.poisoned(after: poison) }
+            do throws(LMDBStoreError) {
+                try write(env) { txn throws(MDBCode) in try self.put(txn, self.metaDB, MetaKey.record(name), value) }
+            } catch {
+                poison = error
+                writeFailures.increment()
+                logger.error("LMDB write failed; the store refuses further writes", metadata: ["path": "\(path)", "error": "\(error)"])
+                throw error
+            }
+        }
+    }
+
     // MARK: - Transactions
 
     /// Runs `body` in a write transaction and commits it. On a full map the transaction is

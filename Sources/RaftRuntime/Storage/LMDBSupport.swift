@@ -84,6 +84,7 @@ enum MetaKey {
     static let hardState: [UInt8] = Array("hard-state".utf8)
     static let snapshotMetadata: [UInt8] = Array("snapshot-metadata".utf8)
     static let snapshotData: [UInt8] = Array("snapshot-data".utf8)
+    static func record(_ name: String) -> [UInt8] { Array("record/\(name)".utf8) }
 }
 
 extension Array where Element == UInt8 {
