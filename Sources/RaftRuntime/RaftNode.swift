@@ -10,11 +10,15 @@ public protocol RaftMessageTransport: Sendable {
     /// `onWritten`, when the message was enqueued: later, whether it was written whole.
     @discardableResult func send(to peer: UInt64, _ payload: [UInt8], onWritten: (@Sendable (Bool) -> Void)?) -> SendResult
     func setPeers(_ addresses: [UInt64: PeerAddress])
+    /// Members whose removal is committed: a later incarnation of one is a new member.
+    func membersRemoved(_ ids: Set<UInt64>)
 }
 
 extension PeerTransport: RaftMessageTransport {}
 
 extension RaftMessageTransport {
+    public func membersRemoved(_ ids: Set<UInt64>) {}
+
     @discardableResult func send(to peer: UInt64, _ payload: [UInt8]) -> SendResult { send(to: peer, payload, onWritten: nil) }
 }
 
@@ -700,6 +704,7 @@ public actor RaftNode: Service {
         }
         for id in removed where id != configuration.id { addresses[id] = nil }
         transport.setPeers(addresses.filter { $0.key != configuration.id })
+        if !removed.isEmpty { transport.membersRemoved(removed) }
     }
 
     private func fail(_ input: Input, with error: RaftNodeError) {

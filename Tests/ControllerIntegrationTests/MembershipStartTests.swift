@@ -2,6 +2,19 @@ import Controller
 import Foundation
 import Testing
 
+extension RunningCluster {
+    /// Runs an admin command again while it exits 3 (no leader or no quorum yet), for up to 120 s.
+    func cliUntilALeaderAnswers(_ args: [String], endpoints: [UInt64]) async throws -> CommandResult {
+        var last = try await cli(args, endpoints: endpoints)
+        let deadline = Date().addingTimeInterval(120)
+        while last.status == 3 && Date() < deadline {
+            try await Task.sleep(for: .milliseconds(500))
+            last = try await cli(args, endpoints: endpoints)
+        }
+        return last
+    }
+}
+
 extension ClusterTests {
 /// Issue #15 items 1 and 2 with real processes: the voters are not the config file's, an
 /// empty data directory is refused, and a member whose disk is gone comes back by the
@@ -47,13 +60,26 @@ extension ClusterTests {
             #expect(status != nil && status != 0, "an empty directory without --bootstrap or --join must not start (exit \(String(describing: status)))")
             #expect(bare.log.contains("--join") && bare.log.contains("is empty"), "\(bare.logTail())")
 
+            // 2b. The operator's mistake: --join while the cluster still lists it as a voter. The
+            //     peers know the incarnation of its old directory and refuse the new one, so
+            //     its empty log never votes.
+            let early = try scope.spawn("replica-3-early", ["serve", "--config", c.configPath, "--id", "3", "--log-level", "info", "--join"], environment: env)
+            let refused = await eventuallyValue(timeout: 60) { () -> Bool? in
+                let logs = [try? c.scope.process("replica-1-edited"), try? c.scope.process("replica-2-edited")].compactMap { $0?.log }
+                return logs.contains { $0.contains("reason=new_incarnation") } ? true : nil
+            }
+            #expect(refused == true, "no peer refused the new incarnation of member 3")
+            _ = await early.terminate()
+            try FileManager.default.removeItem(atPath: dir3)
+
             // 3. The procedure: remove it, start it with --join, add it as a learner, promote it.
-            let removed = try await c.cli(["member", "remove", "--id", "3"], endpoints: [1, 2])
+            // Exit 3 is "no leader yet" (replica 3 may have led until step 2): ask again, as an operator does.
+            let removed = try await c.cliUntilALeaderAnswers(["member", "remove", "--id", "3"], endpoints: [1, 2])
             #expect(removed.status == 0, "\(removed.stdout)\(removed.stderr)")
             let joined = try scope.spawn("replica-3-joined", ["serve", "--config", c.configPath, "--id", "3", "--log-level", "info", "--join"], environment: env)
             #expect(await joined.waitForLog(containing: "data directory joined", timeout: 60), "\(joined.logTail())")
             let peer3 = try c.config.member(3).peer
-            let learner = try await c.cli(["member", "add", "--id", "3", "--peer", peer3, "--learner"], endpoints: [1, 2])
+            let learner = try await c.cliUntilALeaderAnswers(["member", "add", "--id", "3", "--peer", peer3, "--learner"], endpoints: [1, 2])
             #expect(learner.status == 0, "\(learner.stdout)\(learner.stderr)")
             // Promotion is refused until the learner holds everything committed; ask again, as an operator does.
             let promoted = try await eventually(timeout: 120, every: 1) {

@@ -120,5 +120,11 @@ struct TransportFrameCodecTests {
         let encoded = hello.encode(allocator: ByteBufferAllocator())
         #expect(Hello.decode(encoded) == hello)
         #expect(Hello.decode(ByteBuffer(bytes: [1, 0, 0])) == nil)
+        let withIncarnation = Hello(memberID: 3, incarnation: 0x0123_4567_89AB_CDEF, clusterName: "prod")
+        #expect(Hello.decode(withIncarnation.encode(allocator: ByteBufferAllocator())) == withIncarnation)
+        // A version-1 hello (no incarnation) still decodes, as "not said".
+        let old = Hello(version: 1, memberID: 3, incarnation: 99, clusterName: "prod")
+        #expect(Hello.decode(old.encode(allocator: ByteBufferAllocator())) == Hello(version: 1, memberID: 3, incarnation: 0, clusterName: "prod"))
+        #expect(Hello.decode(ByteBuffer(bytes: [2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0])) == nil, "version 2 cut inside the incarnation")
     }
 }

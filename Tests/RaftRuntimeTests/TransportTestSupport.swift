@@ -162,8 +162,8 @@ final class RawClient: Sendable {
         return Array(out.readableBytesView)
     }
 
-    static func hello(memberID: UInt64, cluster: String = "test") -> [UInt8] {
-        let payload = Hello(memberID: memberID, clusterName: cluster).encode(allocator: ByteBufferAllocator())
+    static func hello(memberID: UInt64, cluster: String = "test", incarnation: UInt64 = 0) -> [UInt8] {
+        let payload = Hello(memberID: memberID, incarnation: incarnation, clusterName: cluster).encode(allocator: ByteBufferAllocator())
         return encode(.hello, Array(payload.readableBytesView))
     }
 

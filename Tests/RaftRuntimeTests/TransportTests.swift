@@ -128,6 +128,60 @@ struct TransportTests {
         await server.shutdown()
     }
 
+    /// A member id that comes back on another data directory (issue #15 item 2) is refused
+    /// until its removal is committed; the known incarnation is let in all along.
+    @Test func aMemberWithAnotherIncarnationIsRefusedUntilItIsRemoved() async throws {
+        let pki = try TestPKI()
+        let book = IncarnationBook(logger: testLogger("book"))
+        var configuration = PeerTransportConfiguration(localMemberID: 1, clusterName: "test", listenHost: "127.0.0.1", listenPort: 0, limits: fastLimits())
+        configuration.incarnations = book
+        let server = try PeerTransport(configuration: configuration, credentials: try pki.member(1), logger: testLogger("transport-1"))
+        let inbox = Inbox(server)
+        try await server.start()
+        let first = try await RawClient.connect(to: try address(of: server), tls: try pki.member(2))
+        try await first.write(RawClient.hello(memberID: 2, incarnation: 7) + RawClient.encode(.message, Array("first".utf8)))
+        try await eventually("incarnation 7 accepted") { first.wasAccepted && inbox.messages.count == 1 }
+        #expect(book.snapshot == [2: 7])
+
+        let fresh = try await RawClient.connect(to: try address(of: server), tls: try pki.member(2))
+        try await fresh.write(RawClient.hello(memberID: 2, incarnation: 8) + RawClient.encode(.message, Array("fresh disk".utf8)))
+        try await eventually("incarnation 8 disconnected") { fresh.isClosed }
+        #expect(!fresh.wasAccepted)
+        #expect(server.statistics.rejectedHandshakes == 1)
+
+        let again = try await RawClient.connect(to: try address(of: server), tls: try pki.member(2))
+        try await again.write(RawClient.hello(memberID: 2, incarnation: 7) + RawClient.encode(.message, Array("same disk".utf8)))
+        try await eventually("incarnation 7 still accepted") { again.wasAccepted && inbox.messages.count == 2 }
+
+        server.membersRemoved([2])
+        let readded = try await RawClient.connect(to: try address(of: server), tls: try pki.member(2))
+        try await readded.write(RawClient.hello(memberID: 2, incarnation: 8) + RawClient.encode(.message, Array("re-added".utf8)))
+        try await eventually("incarnation 8 accepted after the removal") { readded.wasAccepted && inbox.messages.count == 3 }
+        #expect(book.snapshot == [2: 8])
+        for c in [first, fresh, again, readded] { await c.close() }
+        await server.shutdown()
+    }
+
+    @Test func theIncarnationBookSurvivesARestartOfItsStore() throws {
+        let scratch = try ScratchDirectory("incarnations")
+        defer { scratch.remove() }
+        do {
+            let store = try openStore(scratch.path)
+            defer { store.close() }
+            let book = try IncarnationBook.stored(in: store, logger: testLogger("book"))
+            #expect(book.admit(2, incarnation: 11) == .admitted)
+            #expect(book.admit(3, incarnation: 12) == .admitted)
+            book.forget([3])
+            #expect(book.admit(4, incarnation: 0) == .admitted, "0 is not said, and not recorded")
+        }
+        let store = try openStore(scratch.path)
+        defer { store.close() }
+        let book = try IncarnationBook.stored(in: store, logger: testLogger("book"))
+        #expect(book.snapshot == [2: 11])
+        #expect(book.admit(2, incarnation: 13) == .changed(known: 11))
+        #expect(book.admit(3, incarnation: 14) == .admitted)
+    }
+
     @Test func garbageClosesOnlyThatConnection() async throws {
         let pki = try TestPKI()
         let server = try makeTransport(id: 1, pki: pki)

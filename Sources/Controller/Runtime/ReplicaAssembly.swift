@@ -42,28 +42,30 @@ public struct ReplicaAssembly: Sendable {
         let peers = Dictionary(uniqueKeysWithValues: config.cluster.members.map {
             ($0.id, PeerAddress(host: $0.peer.host, port: Int($0.peer.port)))
         })
-        let transport = try await bind(
-            PeerTransportConfiguration(
-                localMemberID: id, clusterName: config.cluster.name, listenHost: member.peer.host,
-                listenPort: Int(member.peer.port), peers: [:]),
-            credentials: credentials, timeout: bindTimeout, logger: logger)
-
         let dataDir = config.dataDir(for: id)
         try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
-        let store: LMDBLogStore
+        let store = try LMDBLogStore(directory: dataDir, logger: logger)
         let identity: ClusterIdentity
+        let incarnations: IncarnationBook
         do {
-            store = try LMDBLogStore(directory: dataDir, logger: logger)
-            do {
-                identity = try DataDirectory.open(
-                    store, clusterName: config.cluster.name, memberID: id, fileMembers: config.cluster.members.map(\.id),
-                    mode: start, logger: logger)
-            } catch {
-                store.close()
-                throw error
-            }
+            identity = try DataDirectory.open(
+                store, clusterName: config.cluster.name, memberID: id, fileMembers: config.cluster.members.map(\.id),
+                mode: start, logger: logger)
+            incarnations = try IncarnationBook.stored(in: store, logger: logger)
         } catch {
-            await transport.shutdown()
+            store.close()
+            throw error
+        }
+        var transportConfiguration = PeerTransportConfiguration(
+            localMemberID: id, clusterName: config.cluster.name, listenHost: member.peer.host,
+            listenPort: Int(member.peer.port), peers: [:])
+        transportConfiguration.localIncarnation = identity.incarnation
+        transportConfiguration.incarnations = incarnations
+        let transport: PeerTransport
+        do {
+            transport = try await bind(transportConfiguration, credentials: credentials, timeout: bindTimeout, logger: logger)
+        } catch {
+            store.close()
             throw error
         }
 

@@ -98,19 +98,24 @@ public struct FrameEncoder: MessageToByteEncoder {
     }
 }
 
-/// The hello frame's payload: version u8, member id u64 BE, cluster name UTF-8 (the rest).
+/// The hello frame's payload: version u8, member id u64 BE, (version 2) the incarnation of
+/// the sender's data directory u64 BE, cluster name UTF-8 (the rest). Version 1 has no
+/// incarnation; it reads as 0, "not said".
 struct Hello: Equatable {
-    static let protocolVersion: UInt8 = 1
+    static let protocolVersion: UInt8 = 2
+    static let oldestVersion: UInt8 = 1
     static let maximumClusterNameBytes = 255
 
     var version: UInt8 = Hello.protocolVersion
     var memberID: UInt64
+    var incarnation: UInt64 = 0
     var clusterName: String
 
     func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
-        var buffer = allocator.buffer(capacity: 9 + clusterName.utf8.count)
+        var buffer = allocator.buffer(capacity: 17 + clusterName.utf8.count)
         buffer.writeInteger(version)
         buffer.writeInteger(memberID, endianness: .big)
+        if version >= 2 { buffer.writeInteger(incarnation, endianness: .big) }
         buffer.writeString(clusterName)
         return buffer
     }
@@ -118,10 +123,15 @@ struct Hello: Equatable {
     static func decode(_ payload: ByteBuffer) -> Hello? {
         var buffer = payload
         guard let version = buffer.readInteger(as: UInt8.self),
-            let id = buffer.readInteger(endianness: .big, as: UInt64.self),
-            buffer.readableBytes <= maximumClusterNameBytes,
-            let name = buffer.readString(length: buffer.readableBytes)
+            let id = buffer.readInteger(endianness: .big, as: UInt64.self)
         else { return nil }
-        return Hello(version: version, memberID: id, clusterName: name)
+        var incarnation: UInt64 = 0
+        if version >= 2 {
+            guard let i = buffer.readInteger(endianness: .big, as: UInt64.self) else { return nil }
+            incarnation = i
+        }
+        guard buffer.readableBytes <= maximumClusterNameBytes, let name = buffer.readString(length: buffer.readableBytes)
+        else { return nil }
+        return Hello(version: version, memberID: id, incarnation: incarnation, clusterName: name)
     }
 }

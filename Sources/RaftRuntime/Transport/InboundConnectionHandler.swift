@@ -95,7 +95,7 @@ final class InboundConnectionHandler: ChannelInboundHandler {
             reject(channelContext, reason: "protocol", detail: "first frame is not a valid hello")
             return
         }
-        guard hello.version == Hello.protocolVersion else {
+        guard (Hello.oldestVersion...Hello.protocolVersion).contains(hello.version) else {
             reject(channelContext, reason: "version", detail: "unsupported protocol version \(hello.version)")
             return
         }
@@ -117,6 +117,17 @@ final class InboundConnectionHandler: ChannelInboundHandler {
         }
         guard certifiedID != context.localMemberID else {
             reject(channelContext, reason: "identity_mismatch", detail: "peer claims to be us (member \(certifiedID))")
+            return
+        }
+        if let book = context.incarnations, case .changed(let known) = book.admit(certifiedID, incarnation: hello.incarnation) {
+            reject(
+                channelContext,
+                reason: "new_incarnation",
+                detail: """
+                    member \(certifiedID) came back on another data directory (incarnation \(hello.incarnation), known \(known)): \
+                    it is not let in until it is removed (`switchman member remove \(certifiedID)`) and added again as a learner
+                    """
+            )
             return
         }
         state = .authenticated(memberID: certifiedID)

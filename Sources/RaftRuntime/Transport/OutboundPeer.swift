@@ -15,6 +15,8 @@ final class TransportContext: Sendable {
     let serverTLS: NIOSSLContext
     let clientTLS: NIOSSLContext
     let inbound: AsyncStream<InboundMessage>.Continuation
+    let localIncarnation: UInt64
+    let incarnations: IncarnationBook?
 
     init(
         localMemberID: UInt64,
@@ -24,8 +26,12 @@ final class TransportContext: Sendable {
         counters: TransportCounters,
         serverTLS: NIOSSLContext,
         clientTLS: NIOSSLContext,
-        inbound: AsyncStream<InboundMessage>.Continuation
+        inbound: AsyncStream<InboundMessage>.Continuation,
+        localIncarnation: UInt64 = 0,
+        incarnations: IncarnationBook? = nil
     ) {
+        self.localIncarnation = localIncarnation
+        self.incarnations = incarnations
         self.localMemberID = localMemberID
         self.clusterName = clusterName
         self.limits = limits
@@ -390,7 +396,7 @@ final class OutboundConnectionHandler: ChannelInboundHandler, RemovableChannelHa
             )
             return
         }
-        let hello = Hello(memberID: context.localMemberID, clusterName: context.clusterName)
+        let hello = Hello(memberID: context.localMemberID, incarnation: context.localIncarnation, clusterName: context.clusterName)
         helloSent = true
         channelContext.writeAndFlush(
             wrapOutboundOut(Frame(kind: .hello, payload: hello.encode(allocator: channelContext.channel.allocator))),

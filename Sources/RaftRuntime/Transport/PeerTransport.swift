@@ -84,7 +84,9 @@ public final class PeerTransport: Sendable {
             counters: TransportCounters(localMemberID: configuration.localMemberID),
             serverTLS: try credentials.makeServerContext(),
             clientTLS: try credentials.makeClientContext(),
-            inbound: continuation
+            inbound: continuation,
+            localIncarnation: configuration.localIncarnation,
+            incarnations: configuration.incarnations
         )
         self.state = NIOLockedValueBox(State())
         setPeers(configuration.peers)
@@ -216,6 +218,8 @@ public final class PeerTransport: Sendable {
         for (peer, address) in toMove { peer.update(address: address) }
         for peer in toStart { peer.start() }
     }
+
+    public func membersRemoved(_ ids: Set<UInt64>) { context.incarnations?.forget(ids) }
 
     public var peerIDs: Set<UInt64> {
         state.withLockedValue { Set($0.peers.keys) }

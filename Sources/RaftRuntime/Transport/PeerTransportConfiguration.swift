@@ -89,6 +89,10 @@ public struct PeerTransportConfiguration: Sendable {
     public var listenPort: Int
     public var peers: [UInt64: PeerAddress]
     public var limits: PeerTransportLimits
+    /// This node's data directory's incarnation, said in every hello (0: not said).
+    public var localIncarnation: UInt64 = 0
+    /// Refuses a peer whose incarnation changed; nil checks nothing (tests of the transport).
+    public var incarnations: IncarnationBook? = nil
 
     public init(
         localMemberID: UInt64,
