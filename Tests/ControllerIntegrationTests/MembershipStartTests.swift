@@ -6,12 +6,11 @@ extension RunningCluster {
     /// Runs an admin command again while it exits 3 (no leader or no quorum yet), for up to 120 s.
     func cliUntilALeaderAnswers(_ args: [String], endpoints: [UInt64]) async throws -> CommandResult {
         var last = try await cli(args, endpoints: endpoints)
-        let deadline = Date().addingTimeInterval(120)
-        while last.status == 3 && Date() < deadline {
-            try await Task.sleep(for: .milliseconds(500))
+        if last.status != 3 { return last }
+        return try await eventuallyValue(timeout: 120, every: 0.5) { () -> CommandResult? in
             last = try await cli(args, endpoints: endpoints)
-        }
-        return last
+            return last.status == 3 ? nil : last
+        } ?? last
     }
 }
 

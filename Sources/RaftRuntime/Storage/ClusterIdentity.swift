@@ -30,7 +30,7 @@ public struct ClusterIdentity: Codable, Sendable, Equatable {
 }
 
 /// How `switchman serve` was told to treat an empty data directory.
-public enum StartMode: String, Sendable, CaseIterable {
+public enum StartMode: String, Sendable {
     /// The directory must already belong to this member of this cluster.
     case existing
     /// Found a new cluster whose voters are the config file's members (every founder alike).
@@ -144,11 +144,5 @@ public enum DataDirectory {
                 "founding": "\(founding)", "incarnation": "\(incarnation)",
             ])
         return identity
-    }
-
-    /// The identity, if the directory has one (for `switchman debug` and tests).
-    public static func identity(of store: LMDBLogStore) throws -> ClusterIdentity? {
-        guard let bytes = try store.readRecord(record) else { return nil }
-        return try JSONDecoder().decode(ClusterIdentity.self, from: Data(bytes))
     }
 }

@@ -163,18 +163,9 @@ public final class LMDBLogStore: RaftStorage, @unchecked Sendable {
             let requests = requests.filter { !$0.isEmpty }
             if requests.isEmpty { return }
             var bytes = 0
-            do throws(LMDBStoreError) {
-                try write(env) { txn throws(MDBCode) in
-                    bytes = 0
-                    for request in requests { bytes += try self.apply(request, txn) }
-                }
-            } catch {
-                poison = error
-                writeFailures.increment()
-                logger.error(
-                    "LMDB write failed; the store refuses further writes",
-                    metadata: ["path": "\(path)", "error": "\(error)"])
-                throw error
+            try writeOrPoison(env) { txn throws(MDBCode) in
+                bytes = 0
+                for request in requests { bytes += try self.apply(request, txn) }
             }
             bytesWritten.increment(by: bytes)
             entriesWritten.increment(by: requests.reduce(0) { $0 + $1.entries.count })
@@ -202,18 +193,24 @@ public final class LMDBLogStore: RaftStorage, @unchecked Sendable {
         try lock.withLock {
             guard let env else { throw LMDBStoreError.closed(path: path) }
             if let poison { throw LMDBStoreError.poisoned(after: poison) }
-            do throws(LMDBStoreError) {
-                try write(env) { txn throws(MDBCode) in try self.put(txn, self.metaDB, MetaKey.record(name), value) }
-            } catch {
-                poison = error
-                writeFailures.increment()
-                logger.error("LMDB write failed; the store refuses further writes", metadata: ["path": "\(path)", "error": "\(error)"])
-                throw error
-            }
+            try writeOrPoison(env) { txn throws(MDBCode) in try self.put(txn, self.metaDB, MetaKey.record(name), value) }
         }
     }
 
     // MARK: - Transactions
+
+    /// `write`, and on failure the store refuses every later write (DESIGN.md rule 1).
+    /// Must be called with `lock` held.
+    private func writeOrPoison(_ env: OpaquePointer, _ body: (OpaquePointer) throws(MDBCode) -> Void) throws(LMDBStoreError) {
+        do throws(LMDBStoreError) {
+            try write(env, body)
+        } catch {
+            poison = error
+            writeFailures.increment()
+            logger.error("LMDB write failed; the store refuses further writes", metadata: ["path": "\(path)", "error": "\(error)"])
+            throw error
+        }
+    }
 
     /// Runs `body` in a write transaction and commits it. On a full map the transaction is
     /// aborted, the map grows and `body` runs again in a fresh transaction (nothing of the

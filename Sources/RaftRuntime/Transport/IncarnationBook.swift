@@ -52,7 +52,7 @@ public final class IncarnationBook: Sendable {
             book[member] = incarnation
             return (.admitted, book)
         }
-        if let toSave { persist(toSave, "recorded a peer's incarnation", member, incarnation) }
+        if let toSave { persist(toSave, "recorded a peer's incarnation", ["peer": "\(member)", "incarnation": "\(incarnation)"]) }
         return verdict
     }
 
@@ -63,13 +63,13 @@ public final class IncarnationBook: Sendable {
             for m in members { book[m] = nil }
             return book.count == before ? nil : book
         }
-        if let toSave { persist(toSave, "forgot removed members' incarnations", members.sorted().first ?? 0, 0) }
+        if let toSave { persist(toSave, "forgot removed members' incarnations", ["peers": "\(members.sorted())"]) }
     }
 
-    private func persist(_ book: [UInt64: UInt64], _ what: String, _ member: UInt64, _ incarnation: UInt64) {
+    private func persist(_ book: [UInt64: UInt64], _ what: Logger.Message, _ metadata: Logger.Metadata) {
         do {
             try save(book)
-            logger.info("\(what)", metadata: ["peer": "\(member)", "incarnation": "\(incarnation)"])
+            logger.info(what, metadata: metadata)
         } catch {
             // The store is poisoned by a failed write and the node stops on its next Raft
             // write; the book in memory still refuses a changed incarnation until then.
