@@ -46,6 +46,10 @@ public enum TestingMutation: Sendable, Hashable, CaseIterable {
     case grantVotesRightAfterRestart
     /// A leader keeps its lease (and renews it) after sending TimeoutNow.
     case keepLeaseOnTransfer
+    /// A late acknowledgement is trusted when the log still has an entry of the write's last
+    /// term at the write's last index, though that index may have been rewritten since by
+    /// another write still in flight (the ABA of asynchronous storage writes).
+    case trustLateAcknowledgementByTerm
 
     // Each of these sends one message that depends on durable state before that state is
     // durable (DESIGN.md rule 1), one site each, so the simulation can show it notices.
@@ -150,6 +154,12 @@ public struct RaftCore: Sendable {
     private var effects: [RaftEffect] = []
     private var pendingPersist = PersistRequest()
     private var durableHardState: HardState
+    private var nextWriteSequence: UInt64 = 1
+    private var lastAcknowledgedWrite: UInt64 = 0
+    /// Log positions rewritten (truncated, or replaced by a snapshot) after some write was
+    /// asked for: `sequence` is the first write that carries the rewrite, `from` its lowest
+    /// index. An acknowledgement of an earlier write vouches only for the log below `from`.
+    private var rewrites: [(sequence: UInt64, from: UInt64)] = []
     private var reportedRole: (RaftRole, UInt64, NodeID) = (.follower, 0, 0)
 
     // MARK: - Introspection (for the shell, tests and the simulation's checkers)
@@ -245,8 +255,8 @@ public struct RaftCore: Sendable {
             readIndex(requestID: requestID, from: id)
         case .transferLeadership(let target):
             outcome = transferLeadership(to: target)
-        case .persisted(let t, let index):
-            persisted(term: t, index: index)
+        case .persisted(let mark):
+            persisted(mark)
         case .applied(let index):
             _ = index  // The core hands out entries by commit; kept for symmetry with etcd's Advance.
         case .compact(let index, let data):
@@ -579,6 +589,7 @@ public struct RaftCore: Sendable {
             return
         }
         log.restore(snapshotIndex: meta.index, snapshotTerm: meta.term)
+        noteRewrite(from: meta.index + 1)
         snapshot = s
         snapshotMembership = meta.membership
         setMembership(meta.membership, index: meta.index)
@@ -767,6 +778,7 @@ public struct RaftCore: Sendable {
 
     private mutating func truncateLog(from index: UInt64) {
         log.truncate(from: index)
+        noteRewrite(from: index)
         pendingPersist.entries.removeAll { $0.index >= index }
         pendingPersist.truncateFrom = min(pendingPersist.truncateFrom ?? index, index)
         if membershipIndex >= index {
@@ -775,6 +787,14 @@ public struct RaftCore: Sendable {
             } else {
                 setMembership(snapshotMembership, index: log.snapshotIndex)
             }
+        }
+    }
+
+    private mutating func noteRewrite(from index: UInt64) {
+        if let last = rewrites.last, last.sequence == nextWriteSequence {
+            rewrites[rewrites.count - 1].from = min(last.from, index)
+        } else {
+            rewrites.append((nextWriteSequence, index))
         }
     }
 
@@ -970,9 +990,24 @@ public struct RaftCore: Sendable {
 
     // MARK: - Storage feedback
 
-    private mutating func persisted(term t: UInt64, index: UInt64) {
-        guard index > log.persisted, index <= log.lastIndex, log.term(at: index) == t else { return }
-        log.persisted = index
+    private mutating func persisted(_ mark: WriteMark) {
+        // The disk now holds the log as it was when this write was asked for; below the
+        // lowest position rewritten since, that is still the log we hold. Matching the term
+        // at the write's last index is not enough: the index may have been truncated and
+        // written again with that same term by a write still in flight.
+        // Acknowledgements come in the order of the writes; one that does not is stale.
+        guard mark.sequence > lastAcknowledgedWrite, mark.sequence < nextWriteSequence else { return }
+        lastAcknowledgedWrite = mark.sequence
+        var durable = min(mark.index, log.lastIndex)
+        if config.testingMutations.contains(.trustLateAcknowledgementByTerm) {
+            if log.term(at: mark.index) != mark.term { durable = 0 }
+        } else {
+            for r in rewrites where r.sequence > mark.sequence { durable = min(durable, r.from - 1) }
+        }
+        rewrites.removeAll { $0.sequence <= mark.sequence }
+        guard durable > log.persisted else { return }
+        log.persisted = durable
+        let index = durable
         guard role == .leader else { return }
         let selfMatch = progress[id]?.match ?? 0
         progress[id]?.match = max(selfMatch, index)
@@ -1032,6 +1067,8 @@ public struct RaftCore: Sendable {
         }
         guard !pendingPersist.isEmpty else { return }
         if let written = pendingPersist.hardState { durableHardState = written }
+        pendingPersist.mark = WriteMark(sequence: nextWriteSequence, index: log.lastIndex, term: log.lastTerm)
+        nextWriteSequence += 1
         effects.append(.persist(pendingPersist))
         pendingPersist = PersistRequest()
     }

@@ -178,6 +178,9 @@ public struct PersistRequest: Sendable, Hashable {
     public var truncateFrom: UInt64?
     public var entries: [Entry]
     public var hardState: HardState?
+    /// Set by the core; the shell steps `.persisted(mark)` back once this write (and so every
+    /// write before it) is durable. Stores ignore it.
+    public var mark = WriteMark()
 
     public init(
         snapshot: Snapshot? = nil, compactThrough: UInt64? = nil, truncateFrom: UInt64? = nil,
@@ -192,6 +195,20 @@ public struct PersistRequest: Sendable, Hashable {
 
     public var isEmpty: Bool {
         snapshot == nil && compactThrough == nil && truncateFrom == nil && entries.isEmpty && hardState == nil
+    }
+}
+
+/// Names one write the core asked for: its place in the core's sequence of writes and the
+/// end of the log (`index`, `term`) as that write leaves it on disk.
+public struct WriteMark: Sendable, Hashable {
+    public var sequence: UInt64
+    public var index: UInt64
+    public var term: UInt64
+
+    public init(sequence: UInt64 = 0, index: UInt64 = 0, term: UInt64 = 0) {
+        self.sequence = sequence
+        self.index = index
+        self.term = term
     }
 }
 
@@ -256,8 +273,10 @@ public enum RaftInput: Sendable, Hashable {
     case forward([[UInt8]])
     case readIndex(requestID: UInt64)
     case transferLeadership(to: NodeID)
-    /// Storage made durable everything up to (term, index) of the log.
-    case persisted(term: UInt64, index: UInt64)
+    /// Storage made durable the write carrying this mark and every write before it. Writes
+    /// must become durable in the order the core asked for them; the acknowledgement may
+    /// arrive late, after later writes.
+    case persisted(WriteMark)
     /// The application applied entries up to and including this index.
     case applied(UInt64)
     /// The application took a snapshot of its state at an applied index (`data`); the core

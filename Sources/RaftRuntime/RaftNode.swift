@@ -511,9 +511,7 @@ public actor RaftNode: Service {
             if !writes.isEmpty {
                 try await persist(writes)
                 for m in held { next += send(m) }
-                if let last = writes.last(where: { !$0.entries.isEmpty })?.entries.last {
-                    next += core.step(.persisted(term: last.term, index: last.index)).effects
-                }
+                if let mark = writes.last?.mark { next += core.step(.persisted(mark)).effects }
             }
             queue = next
         }

@@ -10,7 +10,8 @@ public struct FaultProfile: Sendable, Hashable {
     public var leadershipTransfers = true
     public var snapshots = true
     /// A node's writes take up to 5–100 ms for a while instead of 0–3 ms, so what it sends
-    /// runs well ahead of what it has written.
+    /// runs well ahead of what it has written; now and then one write stalls for 1.5 to 4
+    /// election timeouts.
     public var slowDisks = true
     /// Power fails on a node while a chosen write is still on its way to disk, and the node
     /// is back within 20 ms, soon enough to hear what was already in flight to it.
@@ -149,6 +150,10 @@ public struct SimulationStats: Sendable, Hashable, CustomStringConvertible {
     /// Power cuts that struck a write recording a new term or vote.
     public var powerCutsOnVotes = 0
     public var slowDisks = 0
+    /// Single writes that took longer than an election timeout.
+    public var diskStalls = 0
+    /// Durability acknowledgements that reached a core after a later write had finished.
+    public var lateAcknowledgements = 0
     /// Messages whose promise the speech audit checked against durable state.
     public var promisesAudited = 0
     public var compactions = 0
@@ -176,6 +181,8 @@ public struct SimulationStats: Sendable, Hashable, CustomStringConvertible {
         powerCuts += o.powerCuts
         powerCutsOnVotes += o.powerCutsOnVotes
         slowDisks += o.slowDisks
+        diskStalls += o.diskStalls
+        lateAcknowledgements += o.lateAcknowledgements
         promisesAudited += o.promisesAudited
         compactions += o.compactions
         snapshotsInstalled += o.snapshotsInstalled
@@ -191,7 +198,7 @@ public struct SimulationStats: Sendable, Hashable, CustomStringConvertible {
         "events=\(events) checks=\(invariantChecks) elections=\(elections) msgs=\(messagesSent) "
             + "dropped=\(messagesDropped) duplicated=\(messagesDuplicated) partitions=\(partitions) "
             + "asymmetric=\(asymmetricPartitions) crashes=\(crashes) lostWrites=\(lostUnpersistedWrites) "
-            + "powerCuts=\(powerCuts) onVotes=\(powerCutsOnVotes) slowDisks=\(slowDisks) audited=\(promisesAudited) "
+            + "powerCuts=\(powerCuts) onVotes=\(powerCutsOnVotes) slowDisks=\(slowDisks) stalls=\(diskStalls) lateAcks=\(lateAcknowledgements) audited=\(promisesAudited) "
             + "compactions=\(compactions) snapshotsInstalled=\(snapshotsInstalled) "
             + "membershipChanges=\(membershipChanges) leaderRemovals=\(leaderRemovals) transfers=\(transfers) "
             + "writesAcked=\(writesAcked) reads=\(readsServed) readsFailed=\(readsFailed)"

@@ -93,6 +93,10 @@ public final class Simulator {
         case .diskDone(let id, let inc):
             guard let n = nodes[id], n.incarnation == inc, n.core != nil else { return }
             try completeWrite(n)
+        case .acknowledge(let id, let inc, let mark):
+            guard let n = nodes[id], n.incarnation == inc, n.core != nil else { return }
+            if n.writesDone > mark.sequenceOnDisk { stats.lateAcknowledgements += 1 }
+            try step(n, .persisted(mark.mark))
         case .powerCut(let id, let inc, let write):
             guard let n = nodes[id], n.incarnation == inc, n.core != nil else { return }
             n.powerCut?.scheduled = false
@@ -165,6 +169,7 @@ public final class Simulator {
         n.tickTimes = [:]
         n.writeQueue = []
         n.diskBusy = false
+        n.stallNextWrite = 0
         n.pendingReads = [:]
         n.readsWaitingApply = []
         n.incarnation += 1
@@ -200,6 +205,7 @@ public final class Simulator {
         n.app = AppState()
         if let s = n.durable.snapshot { try installApp(n, s) }
         n.lastSeenCommit = core.commitIndex
+        n.claimChecked = core.persistedIndex
         note("restart \(n.id) term=\(core.term) last=\(core.lastIndex) commit=\(core.commitIndex)")
         schedule(at: now + 1 + rand(config.tickMillis), .tick(n.id, n.incarnation))
     }
@@ -284,7 +290,11 @@ public final class Simulator {
     }
 
     private func diskDelay(_ n: SimNode) -> UInt64 {
-        now < n.slowDiskUntil ? rand(n.slowDiskMillis + 1) : rand(4)
+        if n.stallNextWrite > 0 {
+            defer { n.stallNextWrite = 0 }
+            return n.stallNextWrite
+        }
+        return now < n.slowDiskUntil ? rand(n.slowDiskMillis + 1) : rand(4)
     }
 
     /// An armed node loses power at a random moment while its next write of the chosen kind
@@ -331,9 +341,13 @@ public final class Simulator {
             try audit(n, h.message, h.promise)
             try transmit(h.message)
         }
-        if let last = req.entries.last {
-            try step(n, .persisted(term: last.term, index: last.index))
-        }
+        // As in RaftNode, the news reaches the core a moment later, when the next write may
+        // already be done: that is where a stale acknowledgement could vouch for a rewrite.
+        // In order, as from RaftNode's one writer.
+        // A busy shell (slow disk, long step) tells the core later still.
+        let delay = now < n.slowDiskUntil ? rand(n.slowDiskMillis + 1) : rand(3) * rand(3)
+        n.lastAcknowledgementAt = max(n.lastAcknowledgementAt, now + delay)
+        schedule(at: n.lastAcknowledgementAt, .acknowledge(n.id, n.incarnation, Acknowledgement(mark: req.mark, sequenceOnDisk: w.seq)))
         if n.writeQueue.isEmpty {
             n.diskBusy = false
         } else {
@@ -568,7 +582,15 @@ public final class Simulator {
     private func diskFault(_ running: [SimNode]) {
         guard !running.isEmpty else { return }
         let n = running[Int(rand(UInt64(running.count)))]
-        if config.faults.slowDisks && (!config.faults.powerCuts || rand(2) == 0) {
+        if config.faults.slowDisks && (!config.faults.powerCuts || rand(2) == 0) && rand(4) == 0 {
+            // The leader's disk, most of the time: a leader that waited for it would fall silent.
+            let leader = running.filter { $0.core?.role == .leader }.first
+            let victim = leader.flatMap { rand(3) == 0 ? nil : $0 } ?? n
+            let timeout = UInt64(config.electionTicks) * config.tickMillis
+            victim.stallNextWrite = timeout * 3 / 2 + rand(timeout * 5 / 2)
+            stats.diskStalls += 1
+            note("disk stall \(victim.id): next write takes \(victim.stallNextWrite) ms")
+        } else if config.faults.slowDisks && (!config.faults.powerCuts || rand(2) == 0) {
             n.slowDiskMillis = 5 + rand(96)
             n.slowDiskUntil = now + 200 + rand(1_300)
             stats.slowDisks += 1
@@ -653,6 +675,7 @@ public final class Simulator {
                 }
                 leaderOfTerm[core.term] = n.id
             }
+            try checkDurableClaim(n, core)
             if core.commitIndex > n.lastSeenCommit {
                 var i = max(n.lastSeenCommit + 1, core.firstIndex)
                 while i <= core.commitIndex {
@@ -666,6 +689,31 @@ public final class Simulator {
                 }
                 maxCommitted = max(maxCommitted, core.commitIndex)
                 n.lastSeenCommit = core.commitIndex
+            }
+        }
+    }
+
+    /// What the core believes durable is on the disk: every entry up to its persisted index
+    /// (past its snapshot) is on disk with the same term. A leader counts itself, and every
+    /// node applies, on that belief. Checked as the index moves, not all over each event.
+    private func checkDurableClaim(_ n: SimNode, _ core: RaftCore) throws(SimulationFailure) {
+        let p = core.persistedIndex
+        if p < n.claimChecked { n.claimChecked = p }
+        guard p > n.claimChecked else { return }
+        let from = max(n.claimChecked + 1, core.snapshotIndex + 1)
+        n.claimChecked = p
+        guard from <= p else { return }
+        for i in from...p {
+            stats.invariantChecks += 1
+            switch durableTerm(n, at: i) {
+            case .covered:
+                continue
+            case .term(let t) where t == core.term(at: i):
+                continue
+            case .term(let t):
+                throw failure("durable claim: node \(n.id) takes entry \(i) of term \(core.term(at: i) ?? 0) as durable, but its disk holds term \(t) there")
+            case .missing(let last):
+                throw failure("durable claim: node \(n.id) takes entry \(i) as durable, but its disk ends at \(last)")
             }
         }
     }
@@ -838,6 +886,12 @@ private struct PendingClientRead {
     var invokedAt: UInt64
 }
 
+private struct Acknowledgement {
+    var mark: WriteMark
+    /// The simulator's own number for the write, to tell a late acknowledgement.
+    var sequenceOnDisk: UInt64
+}
+
 private struct PendingWrite {
     var request: PersistRequest
     var seq: UInt64
@@ -905,6 +959,10 @@ private final class SimNode {
     var queuedHardState = HardState()
     var slowDiskUntil: UInt64 = 0
     var slowDiskMillis: UInt64 = 0
+    var stallNextWrite: UInt64 = 0
+    var lastAcknowledgementAt: UInt64 = 0
+    /// Up to where the durable-claim check has looked at the core's persisted index.
+    var claimChecked: UInt64 = 0
     var powerCut: PowerCut?
     var cutAtEndOfStep = false
     var app = AppState()
@@ -929,6 +987,7 @@ private enum EventKind {
     case tick(NodeID, Int)
     case deliver([UInt8], NodeID)
     case diskDone(NodeID, Int)
+    case acknowledge(NodeID, Int, Acknowledgement)
     case restart(NodeID)
     case chaos
     case client

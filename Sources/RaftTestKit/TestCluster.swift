@@ -148,7 +148,7 @@ public final class TestCluster {
 
     private func carryOut(_ id: NodeID, _ effects: [RaftEffect]) {
         effectLog[id, default: []].append(contentsOf: effects)
-        var persistedUpTo: (UInt64, UInt64)? = nil
+        var persistedUpTo: WriteMark? = nil
         for e in effects {
             switch e {
             case .persist(let req):
@@ -159,7 +159,7 @@ public final class TestCluster {
                 d.entries.append(contentsOf: req.entries)
                 if let hs = req.hardState { d.hardState = hs }
                 durable[id] = d
-                if let last = req.entries.last { persistedUpTo = (last.term, last.index) }
+                persistedUpTo = req.mark
             case .send(let m, _):
                 inbox.append(m)
             case .apply(let entries):
@@ -179,6 +179,6 @@ public final class TestCluster {
                 break
             }
         }
-        if let (t, i) = persistedUpTo { step(id, .persisted(term: t, index: i)) }
+        if let mark = persistedUpTo { step(id, .persisted(mark)) }
     }
 }

@@ -43,6 +43,7 @@ private let speechMutations: [TestingMutation] = [
         #expect(s.partitions > 0 && s.asymmetricPartitions > 0)
         #expect(s.crashes > 0 && s.lostUnpersistedWrites > 0)
         #expect(s.powerCuts > 0 && s.powerCutsOnVotes > 0 && s.slowDisks > 0)
+        #expect(s.diskStalls > 0 && s.lateAcknowledgements > 0)
         #expect(s.promisesAudited > 0)
         #expect(s.messagesDropped > 0 && s.messagesDuplicated > 0)
         #expect(s.compactions > 0 && s.snapshotsInstalled > 0)
