@@ -135,6 +135,10 @@ public enum RaftNodeEvent: Sendable, Equatable {
 /// transport and requests from the application; carries out its effects in order — storage
 /// writes are made durable before any message that depends on them is sent — and applies
 /// committed entries to the state machine.
+///
+/// Storage writes run beside the loop, one batch at a time and in the order asked for: the
+/// loop never waits for the disk, so a leader whose fsync stalls keeps sending heartbeats
+/// (and counts its own log only once the write is durable).
 public actor RaftNode: Service {
     public let configuration: RaftNodeConfiguration
     /// Role, leader and lease changes, for the application.
@@ -156,10 +160,19 @@ public actor RaftNode: Service {
         case read(CheckedContinuation<UInt64, any Error>)
         case transfer(NodeID, CheckedContinuation<Void, any Error>)
         case snapshotWritten(NodeID, Bool)
+        case written(WriteMark, Duration)
+        case writeFailed(String)
         case shutdown
     }
 
     private var pendingInputs: [Input] = []
+    /// Writes asked for and not yet handed to the disk; the one on the disk now.
+    private var writeQueue: [PersistRequest] = []
+    private var writeInFlight: Task<Void, Never>?
+    private var lastWriteAsked: UInt64 = 0
+    private var lastWriteDurable: UInt64 = 0
+    /// Messages that promise durable state, each waiting for the write it depends on.
+    private var held: [(after: UInt64, message: Message)] = []
     /// When a message from each peer last arrived: operators ask "is it reachable?".
     private var lastHeard: [NodeID: ContinuousClock.Instant] = [:]
     private var wakeup: CheckedContinuation<Void, Never>?
@@ -354,6 +367,17 @@ public actor RaftNode: Service {
     }
 
     private func loop() async throws {
+        do {
+            try await steps()
+        } catch {
+            await writeInFlight?.value
+            throw error
+        }
+        // The store may be closed as soon as `run` returns.
+        await writeInFlight?.value
+    }
+
+    private func steps() async throws {
         defer { finishAll(with: failure ?? .stopped) }
         while true {
             if pendingInputs.isEmpty {
@@ -370,6 +394,10 @@ public actor RaftNode: Service {
             var effects: [RaftEffect] = []
             var proposals: [([UInt8], CheckedContinuation<LogPosition, any Error>)] = []
             for input in batch {
+                if let failure {
+                    fail(input, with: failure)
+                    continue
+                }
                 switch input {
                 case .tick:
                     tickInstants[core.ticks + 1] = ContinuousClock.now
@@ -414,9 +442,29 @@ public actor RaftNode: Service {
                     }
                 case .snapshotWritten(let node, let written):
                     effects += core.step(.snapshotReported(node: node, success: written)).effects
+                case .written(let mark, let took):
+                    writeInFlight = nil
+                    fsyncTimer.record(duration: took)
+                    lastWriteDurable = mark.sequence
+                    var still: [(after: UInt64, message: Message)] = []
+                    for h in held {
+                        if h.after <= lastWriteDurable { effects += send(h.message) } else { still.append(h) }
+                    }
+                    held = still
+                    effects += core.step(.persisted(mark)).effects
+                case .writeFailed(let why):
+                    // Fail-stop (DESIGN.md rule 1): after a failed write the state on disk is
+                    // unknown to us, so we neither retry it nor speak again.
+                    writeInFlight = nil
+                    failure = .storageFailed(why)
+                    logger.critical("storage write failed; stopping this node", metadata: ["error": "\(why)"])
                 case .shutdown:
                     effects += beginShutdown()
                 }
+            }
+            if let failure {
+                for (_, cont) in proposals { cont.resume(throwing: failure) }
+                throw failure
             }
             var start = 0
             while start < proposals.count {
@@ -427,7 +475,8 @@ public actor RaftNode: Service {
                 effects += r.effects
                 register(r.outcome, chunk.map(\.1))
             }
-            try await execute(effects)
+            execute(effects)
+            startWrite()
             if let failure { throw failure }
             if stopping && (core.role != .leader || (stopDeadlineTick.map { core.ticks >= $0 } ?? true)) {
                 logger.info("raft node stopped", metadata: ["term": "\(core.term)", "role": "\(core.role)"])
@@ -466,21 +515,20 @@ public actor RaftNode: Service {
 
     // MARK: - Effects
 
-    /// Carries out effects in order. Storage writes are gathered and made durable in one
-    /// write; messages marked `afterPersist` wait for it, others go at once.
-    private func execute(_ initial: [RaftEffect]) async throws {
+    /// Carries out effects in order. Storage writes join the write queue; a message marked
+    /// `afterPersist` waits for the last write asked for before it, others go at once.
+    private func execute(_ initial: [RaftEffect]) {
         var queue = initial
         while !queue.isEmpty {
-            var writes: [PersistRequest] = []
-            var held: [Message] = []
             var next: [RaftEffect] = []
             for effect in queue {
                 switch effect {
                 case .persist(let req):
-                    writes.append(req)
+                    writeQueue.append(req)
+                    lastWriteAsked = req.mark.sequence
                 case .send(let m, let afterPersist):
-                    if afterPersist && !writes.isEmpty {
-                        held.append(m)
+                    if afterPersist && lastWriteAsked > lastWriteDurable {
+                        held.append((lastWriteAsked, m))
                     } else {
                         next += send(m)
                     }
@@ -508,35 +556,30 @@ public actor RaftNode: Service {
                     membershipChanged(m)
                 }
             }
-            if !writes.isEmpty {
-                try await persist(writes)
-                for m in held { next += send(m) }
-                if let mark = writes.last?.mark { next += core.step(.persisted(mark)).effects }
-            }
             queue = next
         }
         termGauge.record(core.term)
         commitGauge.record(core.commitIndex)
     }
 
-    private func persist(_ writes: [PersistRequest]) async throws {
+    /// Hands everything queued to the disk as one batch (group commit), unless a batch is
+    /// already on it: batches stay in order, and what queues meanwhile goes in the next one.
+    private func startWrite() {
+        guard writeInFlight == nil, failure == nil, !writeQueue.isEmpty else { return }
+        let batch = writeQueue
+        writeQueue = []
         let storage = self.storage
-        let started = ContinuousClock.now
-        do {
-            try await NIOThreadPool.singleton.runIfActive {
-                try storage.persist(batch: writes)
+        writeInFlight = Task { [weak self] in
+            let started = ContinuousClock.now
+            let outcome: Input
+            do {
+                try await NIOThreadPool.singleton.runIfActive { try storage.persist(batch: batch) }
+                outcome = .written(batch[batch.count - 1].mark, ContinuousClock.now - started)
+            } catch {
+                outcome = .writeFailed("\(error)")
             }
-        } catch is CancellationError {
-            throw RaftNodeError.stopped
-        } catch {
-            // Fail-stop (DESIGN.md rule 1): after a failed write the state on disk is unknown
-            // to us, so we neither retry it nor speak again.
-            let why = "\(error)"
-            failure = .storageFailed(why)
-            logger.critical("storage write failed; stopping this node", metadata: ["error": "\(why)"])
-            throw RaftNodeError.storageFailed(why)
+            await self?.enqueue(outcome)
         }
-        fsyncTimer.record(duration: ContinuousClock.now - started)
     }
 
     private func send(_ m: Message) -> [RaftEffect] {
@@ -711,7 +754,7 @@ public actor RaftNode: Service {
         case .read(let c): c.resume(throwing: error)
         case .forward(_, let c): c.resume(throwing: error)
         case .transfer(_, let c): c.resume(throwing: error)
-        case .tick, .message, .snapshotWritten, .shutdown: break
+        case .tick, .message, .snapshotWritten, .written, .writeFailed, .shutdown: break
         }
     }
 

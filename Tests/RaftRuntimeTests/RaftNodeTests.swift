@@ -64,11 +64,16 @@ final class LoopbackCluster: @unchecked Sendable {
     var groups: [NodeID: ServiceGroup] = [:]
     var bootstrap: Membership
     let snapshotEvery: UInt64
+    let tickInterval: Duration
 
-    init(size: Int, snapshotEvery: UInt64 = 10_000, durable: Bool = false) async throws {
+    init(
+        size: Int, snapshotEvery: UInt64 = 10_000, durable: Bool = false, tickInterval: Duration = .milliseconds(20),
+        storage: ((NodeID) -> any RaftStorage)? = nil
+    ) async throws {
         pki = try TestPKI(cluster: "raftnode")
         lmdbRoot = durable ? try ScratchDirectory("raftnode") : nil
         self.snapshotEvery = snapshotEvery
+        self.tickInterval = tickInterval
         bootstrap = Membership(voters: Set((1...UInt64(size)).map { NodeID($0) }))
         for id in bootstrap.voters.sorted() {
             // Killed nodes come back on the same port.
@@ -78,6 +83,7 @@ final class LoopbackCluster: @unchecked Sendable {
             transports[id] = t
         }
         for id in bootstrap.voters.sorted() {
+            if let storage { storages[id] = storage(id) }
             try start(id, bootstrap: bootstrap, transport: transports[id])
         }
     }
@@ -95,7 +101,7 @@ final class LoopbackCluster: @unchecked Sendable {
 
     func configuration(_ id: NodeID, bootstrap: Membership) -> RaftNodeConfiguration {
         var c = RaftNodeConfiguration(id: id, bootstrap: bootstrap, peers: addresses)
-        c.tickInterval = .milliseconds(20)
+        c.tickInterval = tickInterval
         c.electionTicks = 10
         c.snapshotEvery = snapshotEvery
         c.requestTimeoutTicks = 500
@@ -310,6 +316,35 @@ func firstOccurrences(_ values: [[UInt8]]) -> [[UInt8]] {
         await c.shutdown()
     }
 
+    /// The loop does not wait for the disk: a leader whose write stalls for three election
+    /// timeouts keeps sending heartbeats, so nobody campaigns, and what it proposed during
+    /// the stall is applied once the write lands. Waiting on the write inline, as the loop
+    /// did before, the leader fell silent and lost its term in every run.
+    @Test func aLeaderWhoseDiskStallsStaysLeader() async throws {
+        let stalls = [NodeID: StallingStorage](uniqueKeysWithValues: (1...3).map { (NodeID($0), StallingStorage()) })
+        defer { for s in stalls.values { s.release() } }
+        let c = try await LoopbackCluster(size: 3, tickInterval: .milliseconds(100)) { stalls[$0] ?? StallingStorage() }
+        let leader = try await c.waitForLeader()
+        try await c.propose([1])
+        let term = await c.nodes[leader]?.status.term ?? 0
+        let timeout = c.configuration(leader, bootstrap: c.bootstrap).minElectionTimeout
+
+        stalls[leader]?.stall()
+        let proposal = Task { try await c.nodes[leader]?.propose([2]) }
+        try await eventually("the leader's write has been stalled for three election timeouts") {
+            (stalls[leader]?.stalledFor ?? .zero) > timeout * 3
+        }
+        for (id, node) in c.nodes {
+            let s = await node.status
+            #expect(s.term == term && s.leader == leader, "node \(id) is in term \(s.term) under \(s.leader)")
+        }
+        stalls[leader]?.release()
+        let position = try await proposal.value
+        #expect(position?.term == term)
+        try await eventually("every node applied both values") { c.allApplied([[1], [2]]) }
+        await c.shutdown()
+    }
+
     @Test func theLeaderHoldsALeaseAndHandsOverOnGracefulShutdown() async throws {
         let c = try await LoopbackCluster(size: 3)
         let leader = try await c.waitForLeader()
@@ -324,5 +359,47 @@ func firstOccurrences(_ values: [[UInt8]]) -> [[UInt8]] {
         let s = await c.nodes[next]?.status
         #expect((s?.term ?? 0) > term)
         await c.shutdown()
+    }
+}
+
+/// In-memory storage whose writes can be held back, as a disk that stops answering.
+final class StallingStorage: RaftStorage, @unchecked Sendable {
+    // Safe: every field is behind `condition`.
+    private let inner = InMemoryRaftStorage()
+    private let condition = NSCondition()
+    private var stalled = false
+    private var waitingSince: ContinuousClock.Instant?
+
+    func load() throws -> PersistentState { try inner.load() }
+
+    func persist(_ request: PersistRequest) throws {
+        condition.lock()
+        while stalled {
+            if waitingSince == nil { waitingSince = .now }
+            condition.wait()
+        }
+        waitingSince = nil
+        condition.unlock()
+        try inner.persist(request)
+    }
+
+    func stall() {
+        condition.lock()
+        stalled = true
+        condition.unlock()
+    }
+
+    func release() {
+        condition.lock()
+        stalled = false
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// How long a write has been waiting (zero when none is).
+    var stalledFor: Duration {
+        condition.lock()
+        defer { condition.unlock() }
+        return waitingSince.map { ContinuousClock.now - $0 } ?? .zero
     }
 }
