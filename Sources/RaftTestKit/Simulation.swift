@@ -162,6 +162,8 @@ public struct SimulationStats: Sendable, Hashable, CustomStringConvertible {
     public var leaderRemovals = 0
     public var transfers = 0
     public var writesAcked = 0
+    /// Client writes a follower passed on to its leader (`forward`), not tracked to an ack.
+    public var forwardedProposals = 0
     public var readsServed = 0
     public var readsFailed = 0
 
@@ -190,6 +192,7 @@ public struct SimulationStats: Sendable, Hashable, CustomStringConvertible {
         leaderRemovals += o.leaderRemovals
         transfers += o.transfers
         writesAcked += o.writesAcked
+        forwardedProposals += o.forwardedProposals
         readsServed += o.readsServed
         readsFailed += o.readsFailed
     }
@@ -201,7 +204,7 @@ public struct SimulationStats: Sendable, Hashable, CustomStringConvertible {
             + "powerCuts=\(powerCuts) onVotes=\(powerCutsOnVotes) slowDisks=\(slowDisks) stalls=\(diskStalls) lateAcks=\(lateAcknowledgements) audited=\(promisesAudited) "
             + "compactions=\(compactions) snapshotsInstalled=\(snapshotsInstalled) "
             + "membershipChanges=\(membershipChanges) leaderRemovals=\(leaderRemovals) transfers=\(transfers) "
-            + "writesAcked=\(writesAcked) reads=\(readsServed) readsFailed=\(readsFailed)"
+            + "writesAcked=\(writesAcked) forwarded=\(forwardedProposals) reads=\(readsServed) readsFailed=\(readsFailed)"
     }
 }
 

@@ -141,6 +141,8 @@ public final class Simulator {
 
     private func startNode(_ id: NodeID, bootstrap: Membership, fresh: Bool) {
         let n = SimNode(id: id, bootstrap: bootstrap)
+        // A joiner replays the log from the founders' configuration.
+        n.appliedMembership = self.bootstrap
         if config.driftingClocks {
             let spread = config.maxClockDrift / 4
             n.clockRate = 1 - spread + 2 * spread * Double(rng.next() % 1_000_001) / 1_000_000
@@ -203,6 +205,7 @@ public final class Simulator {
         n.core = core
         n.queuedHardState = n.durable.hardState
         n.app = AppState()
+        n.appliedMembership = bootstrap
         if let s = n.durable.snapshot { try installApp(n, s) }
         n.lastSeenCommit = core.commitIndex
         n.claimChecked = core.persistedIndex
@@ -408,6 +411,7 @@ public final class Simulator {
                 acks.append((now, max(acks.last?.maxIndex ?? 0, e.index)))
             }
         }
+        if e.kind == .membership { try checkMembershipStep(n, e) }
         if e.kind == .membership, let p = membershipProposals.removeValue(forKey: e.index), p.term == e.term {
             stats.membershipChanges += 1
             if p.change == .remove(p.proposer) { stats.leaderRemovals += 1 }
@@ -425,6 +429,27 @@ public final class Simulator {
             throw failure("node \(n.id) installed a snapshot at \(idx) whose state differs from the applied history")
         }
         n.app = AppState(index: idx, hash: h)
+        n.appliedMembership = s.metadata.membership
+    }
+
+    /// Membership changes are single-server (docs/RAFT.md): each applied configuration
+    /// differs from the one applied before it in the role of at most one node.
+    private func checkMembershipStep(_ n: SimNode, _ e: Entry) throws(SimulationFailure) {
+        guard let (m, _) = try? RaftCodec.decodeMembershipEntry(e.data) else {
+            throw failure("node \(n.id) applied a membership entry at \(e.index) it cannot decode")
+        }
+        stats.invariantChecks += 1
+        let before = n.appliedMembership
+        let changed = before.allMembers.union(m.allMembers).filter {
+            before.voters.contains($0) != m.voters.contains($0) || before.learners.contains($0) != m.learners.contains($0)
+        }
+        // A joiner's own snapshot from before the entry that added it names no configuration.
+        guard changed.count <= 1 || before.allMembers.isEmpty else {
+            throw failure(
+                "membership: node \(n.id) applied voters=\(m.voters.sorted()) learners=\(m.learners.sorted()) at \(e.index) "
+                    + "right after voters=\(before.voters.sorted()) learners=\(before.learners.sorted()): \(changed.count) nodes changed at once")
+        }
+        n.appliedMembership = m
     }
 
     private func maybeCompact(_ n: SimNode) throws(SimulationFailure) {
@@ -457,7 +482,14 @@ public final class Simulator {
             nextWriteID += 1
             var data: [UInt8] = []
             for k in 0..<8 { data.append(UInt8(truncatingIfNeeded: wid >> (8 * UInt64(k)))) }
-            try step(target, .propose([data]))
+            if target.core?.role != .leader && rand(3) == 0 {
+                // What the controller does with a verdict on a follower: pass it on to the
+                // leader, without learning where it lands.
+                stats.forwardedProposals += 1
+                try step(target, .forward([data]))
+            } else {
+                try step(target, .propose([data]))
+            }
         }
     }
 
@@ -966,6 +998,8 @@ private final class SimNode {
     var powerCut: PowerCut?
     var cutAtEndOfStep = false
     var app = AppState()
+    /// The configuration of the last membership entry (or snapshot) this node applied.
+    var appliedMembership: Membership
     var lastSeenCommit: UInt64 = 0
     var pendingReads: [UInt64: PendingClientRead] = [:]
     var readsWaitingApply: [(PendingClientRead, UInt64)] = []
@@ -980,6 +1014,7 @@ private final class SimNode {
     init(id: NodeID, bootstrap: Membership) {
         self.id = id
         self.bootstrap = bootstrap
+        self.appliedMembership = bootstrap
     }
 }
 

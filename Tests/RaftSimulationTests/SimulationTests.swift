@@ -49,7 +49,7 @@ private let speechMutations: [TestingMutation] = [
         #expect(s.compactions > 0 && s.snapshotsInstalled > 0)
         #expect(s.membershipChanges > 0 && s.leaderRemovals > 0)
         #expect(s.transfers > 0)
-        #expect(s.writesAcked > 0 && s.readsServed > 0)
+        #expect(s.writesAcked > 0 && s.readsServed > 0 && s.forwardedProposals > 0)
     }
 
     /// Replays one seed with the settings a failure printed, e.g.
