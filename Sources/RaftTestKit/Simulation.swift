@@ -20,6 +20,22 @@ public struct FaultProfile: Sendable, Hashable {
     public init() {}
 
     public static let all = FaultProfile()
+
+    private static var names: [(String, WritableKeyPath<FaultProfile, Bool>)] { [
+        ("messageLoss", \.messageLoss), ("duplication", \.duplication), ("partitions", \.partitions),
+        ("crashes", \.crashes), ("membershipChanges", \.membershipChanges),
+        ("leadershipTransfers", \.leadershipTransfers), ("snapshots", \.snapshots), ("slowDisks", \.slowDisks),
+        ("powerCuts", \.powerCuts),
+    ] }
+
+    /// The faults switched off, by name (for a replay command).
+    public var off: [String] { Self.names.filter { !self[keyPath: $0.1] }.map(\.0) }
+
+    public mutating func turnOff(_ name: String) -> Bool {
+        guard let k = Self.names.first(where: { $0.0 == name })?.1 else { return false }
+        self[keyPath: k] = false
+        return true
+    }
     public static let none: FaultProfile = {
         var p = FaultProfile()
         p.messageLoss = false
@@ -60,6 +76,14 @@ public struct SimulationConfig: Sendable {
     /// clocks differ by at most half the bound (the rest covers the millisecond rounding of
     /// tick times). Off by default: it changes every seed's schedule.
     public var driftingClocks = false
+    /// Once in the run, the operator replaces a founder by editing `cluster.members` in the
+    /// other founders' config files (dropping it, adding a new id) and restarting them, and
+    /// starts the new node, instead of `member remove` and `member add`.
+    public var fileEdits = false
+    /// The shell takes the voters from the config file on every start, the bug of issue #15
+    /// item 1, instead of from the founding record in the data directory (a new node then
+    /// starts as a founder of its file rather than with `--join`).
+    public var membershipFromTheFile = false
 
     public init(
         seed: UInt64, nodes: Int = 3, chaosMillis: UInt64 = 4_000, healMillis: UInt64 = 4_000,
@@ -89,6 +113,9 @@ extension SimulationConfig {
         if maxMessageBytes != base.maxMessageBytes { env.append("SWITCHMAN_SIM_MAX_MESSAGE_BYTES=\(maxMessageBytes)") }
         if !auditSpeech { env.append("SWITCHMAN_SIM_AUDIT=0") }
         if driftingClocks { env.append("SWITCHMAN_SIM_DRIFT=1") }
+        if fileEdits { env.append("SWITCHMAN_SIM_FILE_EDITS=1") }
+        if membershipFromTheFile { env.append("SWITCHMAN_SIM_MEMBERSHIP_FROM_FILE=1") }
+        if faults != .all { env.append("SWITCHMAN_SIM_FAULTS_OFF=" + faults.off.joined(separator: ",")) }
         return env
     }
 
@@ -130,6 +157,19 @@ extension SimulationConfig {
             default: problems.append("SWITCHMAN_SIM_DRIFT: expected 0 or 1, got \(drift)")
             }
         }
+        for (name, flag) in [("SWITCHMAN_SIM_FILE_EDITS", \SimulationConfig.fileEdits), ("SWITCHMAN_SIM_MEMBERSHIP_FROM_FILE", \.membershipFromTheFile)] {
+            guard let v = env[name] else { continue }
+            switch v {
+            case "0": self[keyPath: flag] = false
+            case "1": self[keyPath: flag] = true
+            default: problems.append("\(name): expected 0 or 1, got \(v)")
+            }
+        }
+        if let off = env["SWITCHMAN_SIM_FAULTS_OFF"], !off.isEmpty {
+            for name in off.split(separator: ",") {
+                if !faults.turnOff(String(name)) { problems.append("SWITCHMAN_SIM_FAULTS_OFF: no fault named \(name)") }
+            }
+        }
         return problems
     }
 }
@@ -166,6 +206,7 @@ public struct SimulationStats: Sendable, Hashable, CustomStringConvertible {
     public var forwardedProposals = 0
     public var readsServed = 0
     public var readsFailed = 0
+    public var fileEdits = 0
 
     public init() {}
 
@@ -195,6 +236,7 @@ public struct SimulationStats: Sendable, Hashable, CustomStringConvertible {
         forwardedProposals += o.forwardedProposals
         readsServed += o.readsServed
         readsFailed += o.readsFailed
+        fileEdits += o.fileEdits
     }
 
     public var description: String {
@@ -204,7 +246,7 @@ public struct SimulationStats: Sendable, Hashable, CustomStringConvertible {
             + "powerCuts=\(powerCuts) onVotes=\(powerCutsOnVotes) slowDisks=\(slowDisks) stalls=\(diskStalls) lateAcks=\(lateAcknowledgements) audited=\(promisesAudited) "
             + "compactions=\(compactions) snapshotsInstalled=\(snapshotsInstalled) "
             + "membershipChanges=\(membershipChanges) leaderRemovals=\(leaderRemovals) transfers=\(transfers) "
-            + "writesAcked=\(writesAcked) forwarded=\(forwardedProposals) reads=\(readsServed) readsFailed=\(readsFailed)"
+            + "writesAcked=\(writesAcked) forwarded=\(forwardedProposals) reads=\(readsServed) readsFailed=\(readsFailed) fileEdits=\(fileEdits)"
     }
 }
 

@@ -37,6 +37,7 @@ public final class Simulator {
     private var readsDone: [(time: UInt64, maxIndex: UInt64)] = []
     private var nextReadID: UInt64 = 1
     private var compactEvery: UInt64
+    private var fileEdited = false
     private var membershipProposals: [UInt64: (term: UInt64, proposer: NodeID, change: MembershipChange)] = [:]
 
     public init(config: SimulationConfig) {
@@ -197,7 +198,7 @@ public final class Simulator {
         let core: RaftCore
         do {
             core = try RaftCore(
-                config: coreConfig(n.id), bootstrap: n.bootstrap, restoring: n.durable,
+                config: coreConfig(n.id), bootstrap: config.membershipFromTheFile ? n.file : n.bootstrap, restoring: n.durable,
                 applied: n.durable.snapshot?.metadata.index ?? 0)
         } catch {
             throw failure("node \(n.id) could not restart from its durable state: \(error)")
@@ -538,6 +539,7 @@ public final class Simulator {
         let running = nodes.values.filter { $0.core != nil }.sorted { $0.id < $1.id }
         let leader = running.filter { $0.core?.role == .leader }.max { ($0.core?.term ?? 0) < ($1.core?.term ?? 0) }
         if f.slowDisks || f.powerCuts, rand(6) == 0 { diskFault(running) }
+        if config.fileEdits, !fileEdited, rand(4) == 0 { editFiles() }
         switch rand(12) {
         case 0...1 where f.partitions:
             let ids = nodes.keys.sorted()
@@ -644,6 +646,32 @@ public final class Simulator {
         let n = followers[Int(rand(UInt64(followers.count)))]
         n.powerCut = PowerCut(target: .voteWrites, until: now + 1_000)
         note("power cut armed on \(n.id) for the election")
+    }
+
+    /// The operator replaces founder `v` by `w` in the config files of the other founders and
+    /// restarts them, then starts `w`. With the voters taken from the data directory this
+    /// changes nothing (`w` waits, with `--join`, to be added); taken from the files, the
+    /// restarted founders and `w` count quorums of {others, w} while `v` still counts its own.
+    private func editFiles() {
+        fileEdited = true
+        let founders = bootstrap.voters.sorted()
+        let v = founders[Int(rand(UInt64(founders.count)))]
+        let w = nextFreshID
+        nextFreshID += 1
+        var edited = bootstrap.voters
+        edited.remove(v)
+        edited.insert(w)
+        let file = Membership(voters: edited)
+        stats.fileEdits += 1
+        note("file edit: cluster.members \(file.voters.sorted()) on every founder but \(v); restart them; start \(w)")
+        for id in founders where id != v {
+            guard let n = nodes[id] else { continue }
+            n.file = file
+            crash(n)
+            schedule(at: now + 1 + rand(20), .restart(id))
+        }
+        startNode(w, bootstrap: config.membershipFromTheFile ? file : Membership(), fresh: true)
+        nodes[w]?.file = file
     }
 
     private func changeMembership(_ l: SimNode) throws(SimulationFailure) {
@@ -998,6 +1026,8 @@ private final class SimNode {
     var powerCut: PowerCut?
     var cutAtEndOfStep = false
     var app = AppState()
+    /// `cluster.members` in this node's config file.
+    var file: Membership
     /// The configuration of the last membership entry (or snapshot) this node applied.
     var appliedMembership: Membership
     var lastSeenCommit: UInt64 = 0
@@ -1015,6 +1045,7 @@ private final class SimNode {
         self.id = id
         self.bootstrap = bootstrap
         self.appliedMembership = bootstrap
+        self.file = bootstrap
     }
 }
 

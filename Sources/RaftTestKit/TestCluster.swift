@@ -74,8 +74,11 @@ public final class TestCluster {
         inbox.removeAll { $0.to == id || $0.from == id }
     }
 
-    public func restart(_ id: NodeID) {
+    /// Restarts from the node's disk; `bootstrap` replaces the membership it was founded with
+    /// (what a shell that read the voters from a config file would pass).
+    public func restart(_ id: NodeID, bootstrap: Membership? = nil) {
         let state = durable[id] ?? PersistentState()
+        if let bootstrap { bootstraps[id] = bootstrap }
         cores[id] = try? RaftCore(
             config: config(id), bootstrap: bootstraps[id] ?? Membership(), restoring: state,
             applied: state.snapshot?.metadata.index ?? 0)

@@ -15,6 +15,8 @@ import Raft
 ///   propose N DATA             node N proposes DATA
 ///   transfer-leadership N M    node N hands leadership to M
 ///   crash N / restart N        node N loses its memory / comes back from its disk
+///   restart N file 2 3 4       ... with the voters of its config file (the old shell)
+///   start N [file 2 3 4]       a new node: with --join, or as a founder of its file
 ///   status                     one line per node
 public final class Transcript {
     private var cluster: TestCluster?
@@ -73,10 +75,15 @@ public final class Transcript {
             c.crash(id)
             out.append("\(id): crashed (what it wrote stays)")
         case "restart":
-            guard let id = ids.first else { return ["error: restart N"] }
-            c.restart(id)
+            guard let id = ids.first else { return ["error: restart N [file V...]"] }
+            c.restart(id, bootstrap: fileVoters(args))
             let core = c.core(id)
             out.append("\(id): restarted term=\(core.term) vote=\(core.hardState.vote) last=\(core.lastIndex)/\(core.lastTerm)")
+        case "start":
+            guard let id = ids.first else { return ["error: start N [file V...]"] }
+            let file = fileVoters(args)
+            c.add(id, bootstrap: file ?? Membership())
+            out.append("\(id): started " + (file.map { "as a founder of voters \($0.voters.sorted())" } ?? "with --join (no voters until the leader adds it)"))
         case "status":
             for id in c.cores.keys.sorted() {
                 let k = c.core(id)
@@ -92,6 +99,12 @@ public final class Transcript {
         }
         out += newEffects(c)
         return out.isEmpty ? ["ok"] : out
+    }
+
+    /// `file 2 3 4` after a node id: the voters a shell read from that node's config file.
+    private func fileVoters(_ args: [String]) -> Membership? {
+        guard let k = args.firstIndex(of: "file") else { return nil }
+        return Membership(voters: Set(args[(k + 1)...].compactMap { UInt64($0) }.map { NodeID($0) }))
     }
 
     /// Replays a transcript; returns the file with every command's output as it is now.

@@ -114,10 +114,40 @@ private let speechMutations: [TestingMutation] = [
     }
 
     private func report(_ mutation: TestingMutation, _ summary: SeedRunner.Summary, _ how: String = "") {
+        report("\(mutation)", summary, how)
+    }
+
+    private func report(_ mutation: String, _ summary: SeedRunner.Summary, _ how: String = "") {
         if let f = summary.failures.first {
             print("mutation \(mutation)\(how): caught at seed \(f.seed): \(f.violation)\n  replay: \(f.replayCommand)")
         } else {
             print("mutation \(mutation)\(how): NOT CAUGHT in \(summary.seedsRun) seeds")
         }
+    }
+
+    /// Issue #15 item 1, in the shell: a founder replaced by editing the other founders'
+    /// config files and restarting them. Voters taken from the files (the old shell) give
+    /// two views of the cluster whose quorums do not overlap; taken from the data
+    /// directory's founding record, the edit changes nothing. Snapshots and membership
+    /// changes are off: either puts the voters in the log, where the file no longer counts.
+    private func fileEditConfig(_ cfg: inout SimulationConfig, fromTheFile: Bool) {
+        cfg.fileEdits = true
+        cfg.membershipFromTheFile = fromTheFile
+        cfg.faults.snapshots = false
+        cfg.faults.membershipChanges = false
+    }
+
+    @Test func votersTakenFromTheFileAreCaught() async throws {
+        let summary = await SeedRunner.run(firstSeed: baseSeed, count: 3000, nodes: 3) { fileEditConfig(&$0, fromTheFile: true) }
+        report("membershipFromTheFile", summary)
+        #expect(!summary.failures.isEmpty, "the simulation did not catch voters taken from the config file")
+    }
+
+    @Test func fileEditsChangeNothingWhenTheVotersComeFromTheDataDirectory() async throws {
+        let summary = await SeedRunner.run(firstSeed: baseSeed, count: max(1, seedsPerSize / 5), nodes: 3) {
+            fileEditConfig(&$0, fromTheFile: false)
+        }
+        if let f = summary.failures.first { Issue.record("\(f)") }
+        #expect(summary.stats.fileEdits > summary.seedsRun / 2)
     }
 }
