@@ -84,6 +84,13 @@ public struct SimulationConfig: Sendable {
     /// item 1, instead of from the founding record in the data directory (a new node then
     /// starts as a founder of its file rather than with `--join`).
     public var membershipFromTheFile = false
+    /// Now and then a voter's disk is lost for good. The shell refuses an empty data
+    /// directory without `--join`, and peers refuse the new incarnation until it is removed,
+    /// so the node stays down and the operator removes it (docs/RAFT.md, a lost disk).
+    public var lostDisks = false
+    /// The old shell: a voter whose disk was lost comes back under its id with term 0, no
+    /// vote and an empty log, and is counted as before (issue #15 item 2).
+    public var rejoinWithLostDisk = false
 
     public init(
         seed: UInt64, nodes: Int = 3, chaosMillis: UInt64 = 4_000, healMillis: UInt64 = 4_000,
@@ -115,6 +122,8 @@ extension SimulationConfig {
         if driftingClocks { env.append("SWITCHMAN_SIM_DRIFT=1") }
         if fileEdits { env.append("SWITCHMAN_SIM_FILE_EDITS=1") }
         if membershipFromTheFile { env.append("SWITCHMAN_SIM_MEMBERSHIP_FROM_FILE=1") }
+        if lostDisks { env.append("SWITCHMAN_SIM_LOST_DISKS=1") }
+        if rejoinWithLostDisk { env.append("SWITCHMAN_SIM_REJOIN_WITH_LOST_DISK=1") }
         if faults != .all { env.append("SWITCHMAN_SIM_FAULTS_OFF=" + faults.off.joined(separator: ",")) }
         return env
     }
@@ -157,7 +166,9 @@ extension SimulationConfig {
             default: problems.append("SWITCHMAN_SIM_DRIFT: expected 0 or 1, got \(drift)")
             }
         }
-        for (name, flag) in [("SWITCHMAN_SIM_FILE_EDITS", \SimulationConfig.fileEdits), ("SWITCHMAN_SIM_MEMBERSHIP_FROM_FILE", \.membershipFromTheFile)] {
+        for (name, flag) in [("SWITCHMAN_SIM_FILE_EDITS", \SimulationConfig.fileEdits), ("SWITCHMAN_SIM_MEMBERSHIP_FROM_FILE", \.membershipFromTheFile),
+            ("SWITCHMAN_SIM_LOST_DISKS", \.lostDisks), ("SWITCHMAN_SIM_REJOIN_WITH_LOST_DISK", \.rejoinWithLostDisk),
+        ] {
             guard let v = env[name] else { continue }
             switch v {
             case "0": self[keyPath: flag] = false
@@ -207,6 +218,7 @@ public struct SimulationStats: Sendable, Hashable, CustomStringConvertible {
     public var readsServed = 0
     public var readsFailed = 0
     public var fileEdits = 0
+    public var lostDisks = 0
 
     public init() {}
 
@@ -237,6 +249,7 @@ public struct SimulationStats: Sendable, Hashable, CustomStringConvertible {
         readsServed += o.readsServed
         readsFailed += o.readsFailed
         fileEdits += o.fileEdits
+        lostDisks += o.lostDisks
     }
 
     public var description: String {
@@ -246,7 +259,7 @@ public struct SimulationStats: Sendable, Hashable, CustomStringConvertible {
             + "powerCuts=\(powerCuts) onVotes=\(powerCutsOnVotes) slowDisks=\(slowDisks) stalls=\(diskStalls) lateAcks=\(lateAcknowledgements) audited=\(promisesAudited) "
             + "compactions=\(compactions) snapshotsInstalled=\(snapshotsInstalled) "
             + "membershipChanges=\(membershipChanges) leaderRemovals=\(leaderRemovals) transfers=\(transfers) "
-            + "writesAcked=\(writesAcked) forwarded=\(forwardedProposals) reads=\(readsServed) readsFailed=\(readsFailed) fileEdits=\(fileEdits)"
+            + "writesAcked=\(writesAcked) forwarded=\(forwardedProposals) reads=\(readsServed) readsFailed=\(readsFailed) fileEdits=\(fileEdits) lostDisks=\(lostDisks)"
     }
 }
 

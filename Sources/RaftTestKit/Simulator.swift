@@ -104,8 +104,10 @@ public final class Simulator {
             // The disk may have won the race; then the cut waits for a later write.
             if n.writesDone < write { cutPower(n) }
         case .restart(let id):
-            guard let n = nodes[id], n.core == nil else { return }
+            guard let n = nodes[id], n.core == nil, !n.refused else { return }
             try restart(n)
+        case .operatorRemove(let id):
+            try operatorRemove(id)
         case .chaos:
             guard !healing else { return }
             try chaos()
@@ -540,6 +542,7 @@ public final class Simulator {
         let leader = running.filter { $0.core?.role == .leader }.max { ($0.core?.term ?? 0) < ($1.core?.term ?? 0) }
         if f.slowDisks || f.powerCuts, rand(6) == 0 { diskFault(running) }
         if config.fileEdits, !fileEdited, rand(4) == 0 { editFiles() }
+        if config.lostDisks, stats.lostDisks < 1, rand(10) == 0 { loseDisk(running) }
         switch rand(12) {
         case 0...1 where f.partitions:
             let ids = nodes.keys.sorted()
@@ -674,6 +677,45 @@ public final class Simulator {
         nodes[w]?.file = file
     }
 
+    /// A voter's disk is gone for good (a lost instance store, a wiped volume).
+    private func loseDisk(_ running: [SimNode]) {
+        let voters = running.filter { $0.core?.membership.voters.contains($0.id) ?? false }
+        guard !voters.isEmpty else { return }
+        let n = voters[Int(rand(UInt64(voters.count)))]
+        stats.lostDisks += 1
+        crash(n)
+        n.durable = PersistentState()
+        if config.rejoinWithLostDisk {
+            note("disk lost on \(n.id): it comes back empty under its id")
+            schedule(at: now + 1 + rand(50), .restart(n.id))
+        } else {
+            note("disk lost on \(n.id): refused at start and by its peers; the operator removes it")
+            n.refused = true
+            schedule(at: now + 1, .operatorRemove(n.id))
+        }
+    }
+
+    /// The operator's half of the lost-disk procedure: `member remove` until it is done (the
+    /// node can then come back as a learner under a new id, which the membership faults do).
+    private func operatorRemove(_ id: NodeID) throws(SimulationFailure) {
+        let running = nodes.values.filter { $0.core != nil }
+        let leader = running.filter { $0.core?.role == .leader }.max { ($0.core?.term ?? 0) < ($1.core?.term ?? 0) }
+        if let l = leader, let core = l.core, !core.membership.contains(id), core.commitIndex >= core.lastIndex {
+            note("operator: \(id) is out of the membership")
+            return
+        }
+        if let l = leader, var core = l.core, core.membership.contains(id) {
+            let r = core.step(.proposeMembership(.remove(id)))
+            l.core = core
+            if case .accepted(let term, let index, _) = r.outcome {
+                note("operator: member remove \(id) at \(l.id)")
+                membershipProposals[index] = (term, l.id, .remove(id))
+            }
+            try carryOut(l, r.effects)
+        }
+        schedule(at: now + 50, .operatorRemove(id))
+    }
+
     private func changeMembership(_ l: SimNode) throws(SimulationFailure) {
         guard let core = l.core else { return }
         let m = core.membership
@@ -710,7 +752,7 @@ public final class Simulator {
         for n in nodes.values.sorted(by: { $0.id < $1.id }) {
             n.slowDiskUntil = 0
             n.powerCut = nil
-            if n.core == nil { schedule(at: now + 1, .restart(n.id)) }
+            if n.core == nil && !n.refused { schedule(at: now + 1, .restart(n.id)) }
         }
     }
 
@@ -1020,6 +1062,8 @@ private final class SimNode {
     var slowDiskUntil: UInt64 = 0
     var slowDiskMillis: UInt64 = 0
     var stallNextWrite: UInt64 = 0
+    /// Its disk was lost and the shell will not start it again under this id.
+    var refused = false
     var lastAcknowledgementAt: UInt64 = 0
     /// Up to where the durable-claim check has looked at the core's persisted index.
     var claimChecked: UInt64 = 0
@@ -1055,6 +1099,7 @@ private enum EventKind {
     case diskDone(NodeID, Int)
     case acknowledge(NodeID, Int, Acknowledgement)
     case restart(NodeID)
+    case operatorRemove(NodeID)
     case chaos
     case client
     case healNetwork

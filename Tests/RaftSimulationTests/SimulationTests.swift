@@ -143,6 +143,29 @@ private let speechMutations: [TestingMutation] = [
         #expect(!summary.failures.isEmpty, "the simulation did not catch voters taken from the config file")
     }
 
+    /// Issue #15 item 2: a voter whose disk is lost for good. Back under its id with an
+    /// empty log (the old shell), its vote elects a leader without committed entries; kept
+    /// out (refused at start, refused by its peers' incarnation check) and removed by the
+    /// operator, nothing is lost.
+    @Test(arguments: [3, 5])
+    func aVoterBackWithAnEmptyDiskIsCaught(nodes: Int) async throws {
+        let summary = await SeedRunner.run(firstSeed: baseSeed, count: 3000, nodes: nodes) {
+            $0.lostDisks = true
+            $0.rejoinWithLostDisk = true
+        }
+        report("rejoinWithLostDisk", summary, " (\(nodes) nodes)")
+        #expect(!summary.failures.isEmpty, "the simulation did not catch a voter rejoining with an empty disk")
+    }
+
+    @Test(arguments: [3, 5])
+    func aVoterWhoseDiskIsLostIsRemovedAndNothingIsLost(nodes: Int) async throws {
+        let summary = await SeedRunner.run(firstSeed: baseSeed, count: max(1, seedsPerSize / 5), nodes: nodes) {
+            $0.lostDisks = true
+        }
+        if let f = summary.failures.first { Issue.record("\(f)") }
+        #expect(summary.stats.lostDisks > summary.seedsRun / 4)
+    }
+
     @Test func fileEditsChangeNothingWhenTheVotersComeFromTheDataDirectory() async throws {
         let summary = await SeedRunner.run(firstSeed: baseSeed, count: max(1, seedsPerSize / 5), nodes: 3) {
             fileEditConfig(&$0, fromTheFile: false)
