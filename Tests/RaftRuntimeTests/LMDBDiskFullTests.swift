@@ -25,8 +25,11 @@ struct LMDBDiskFullTests {
         defer { _ = umount2(mountPoint.path, Int32(MNT_DETACH)) }
 
         let dir = mountPoint.path + "/store"
-        // The map (64 MiB) is far larger than the file system, so the disk fills first.
-        let store = try openStore(dir)
+        // The map (64 MiB) is far larger than the file system, so the disk fills first. The
+        // write-ahead log (64 KiB here) owns its blocks from the start: LMDB is what fills
+        // the disk, while folding the log in.
+        let config = LMDBLogStore.Configuration(walBytes: 64 << 10)
+        let store = try openStore(dir, config)
         let reference = InMemoryRaftStorage()
         var next: UInt64 = 1
         var failure: LMDBStoreError?
@@ -58,7 +61,7 @@ struct LMDBDiskFullTests {
         store.close()
 
         // Reopened in place, on the still-full disk: exactly the acknowledged writes.
-        let reopened = try openStore(dir)
+        let reopened = try openStore(dir, config)
         defer { reopened.close() }
         let loaded = try reopened.load()
         #expect(firstDifference(loaded, try reference.load()) == nil)

@@ -5,13 +5,23 @@ import Metrics
 import NIOConcurrencyHelpers
 import Raft
 
-/// The durable Raft log: an LMDB environment in one directory.
+/// The durable Raft log: an LMDB environment in one directory, with a write-ahead log in
+/// front of it.
 ///
 /// Layout: database `entries` maps the index (8 bytes big-endian, so cursor order is log
 /// order) to `RaftCodec.encode(Entry)`; database `meta` holds the hard state, the snapshot
-/// metadata and the snapshot data under fixed keys. Each `persist` is one LMDB write
-/// transaction, and `mdb_txn_commit` fsyncs before it returns, so a request is either wholly
-/// durable or wholly absent after a crash.
+/// metadata and the snapshot data under fixed keys.
+///
+/// A `persist` appends one record (checksummed, numbered) to `raft.wal` and `fdatasync`s it:
+/// one device flush, where an LMDB commit takes two in series (its data pages, then its meta
+/// page). A thread of the store's own folds the records into LMDB behind that, many per
+/// transaction, and notes in `meta` the last record folded in, in the same transaction. The
+/// log file is written with zeros when created, so appends overwrite blocks it already owns;
+/// when the next record would not fit, everything is folded in first and the log starts
+/// over at offset 0. Opening replays the records LMDB does not have yet; the scan stops at
+/// the first torn record, or at a leftover of an earlier pass (its number does not follow).
+/// A request is either wholly durable or wholly absent after a crash. A persist that carries
+/// a snapshot goes to LMDB directly, after everything before it.
 ///
 /// A full map grows (doubling, up to `Configuration.maxMapSize`) and the transaction is run
 /// again from scratch: an aborted LMDB transaction leaves nothing behind, so this re-runs a
@@ -30,9 +40,13 @@ public final class LMDBLogStore: RaftStorage, @unchecked Sendable {
         /// The map never grows beyond this; a write that does not fit fails with `diskFull`.
         public var maxMapSize: Int
 
-        public init(initialMapSize: Int = 64 << 20, maxMapSize: Int = 8 << 30) {
+        /// The write-ahead log's size on disk (it grows only for a record larger than this).
+        public var walBytes: Int
+
+        public init(initialMapSize: Int = 64 << 20, maxMapSize: Int = 8 << 30, walBytes: Int = 8 << 20) {
             self.initialMapSize = initialMapSize
             self.maxMapSize = max(maxMapSize, initialMapSize)
+            self.walBytes = max(walBytes, 4096)
         }
     }
 
@@ -46,18 +60,40 @@ public final class LMDBLogStore: RaftStorage, @unchecked Sendable {
     private var metaDB: MDB_dbi = 0
     private var mapSize: Int
     private var poison: LMDBStoreError?
+    /// A fold that failed on the store's thread, for the next caller to hear first.
+    private var backgroundFailure: LMDBStoreError?
+
+    // The write-ahead log. `appendLock` orders the callers (persist, load, close) and guards
+    // the file, its tail and the numbering; `applyLock` makes folds happen one at a time and
+    // in order, and guards `stranded`. Order: appendLock, then applyLock, then lock.
+    private let appendLock = NIOLock()
+    private let applyLock = NIOLock()
+    private let queue = FoldQueue()
+    private var wal: (any WALFile)?
+    private var walTail = 0
+    private var nextSequence: UInt64 = 1
+    /// Records taken for a fold that failed: still only in the log file (and here).
+    private var stranded: [(sequence: UInt64, batch: [PersistRequest])] = []
 
     private let commitTimer = Timer(label: "switchman_storage_fsync_seconds")
     private let bytesWritten = Counter(label: "switchman_storage_bytes_written_total")
     private let entriesWritten = Counter(label: "switchman_storage_entries_written_total")
     private let mapGrowths = Counter(label: "switchman_storage_map_growths_total")
     private let writeFailures = Counter(label: "switchman_storage_write_failures_total")
+    private let walSyncTimer = Timer(label: "switchman_storage_wal_fsync_seconds")
+    private let folds = Counter(label: "switchman_storage_wal_folds_total")
 
     /// Paths (resolved) with an open environment in this process.
     private static let openPaths = NIOLockedValueBox<Set<String>>([])
 
     /// Opens (creating if missing) the store in `directory`.
-    public init(directory: String, configuration: Configuration = Configuration(), logger: Logger) throws {
+    public convenience init(directory: String, configuration: Configuration = Configuration(), logger: Logger) throws {
+        try self.init(directory: directory, configuration: configuration, logger: logger) { try POSIXWALFile(path: $0) }
+    }
+
+    init(
+        directory: String, configuration: Configuration, logger: Logger, walFile: (String) throws -> any WALFile
+    ) throws {
         self.configuration = configuration
         self.logger = logger
         self.mapSize = configuration.initialMapSize
@@ -77,16 +113,25 @@ public final class LMDBLogStore: RaftStorage, @unchecked Sendable {
 
         do {
             try open()
+            try openLog(try walFile(path + "/raft.wal"))
         } catch {
+            wal?.close()
+            wal = nil
             if let env { mdb_env_close(env) }
             env = nil
             _ = Self.openPaths.withLockedValue { $0.remove(path) }
             throw error
         }
+        let queue = self.queue
+        let thread = Thread { [weak self] in Self.foldLoop(queue) { self } }
+        thread.name = "switchman-wal-fold"
+        thread.start()
         logger.info("opened LMDB store", metadata: ["path": "\(path)", "map_size": "\(mapSize)"])
     }
 
     deinit {
+        // Not `stop()`: the fold thread may be the one dropping the last reference.
+        queue.requestStop()
         // Only an instance that still holds the environment owns the path's registration: a
         // closed one, or one whose open failed (possibly because another instance holds the
         // path), must not release it.
@@ -95,8 +140,28 @@ public final class LMDBLogStore: RaftStorage, @unchecked Sendable {
         _ = Self.openPaths.withLockedValue { $0.remove(path) }
     }
 
-    /// Closes the environment; the directory can then be opened again in this process.
+    /// Folds what the log holds into LMDB, then closes both; the directory can then be opened
+    /// again in this process.
     public func close() {
+        appendLock.withLock {
+            applyLock.withLock { try? fold() }
+            shut()
+        }
+    }
+
+    /// Like a power cut for a test: nothing more is folded in, and what only the log file
+    /// holds stays there.
+    func abandonForTesting() {
+        appendLock.withLock { shut() }
+    }
+
+    func pauseFoldsForTesting() { queue.pause() }
+
+    /// Must be called with `appendLock` held.
+    private func shut() {
+        queue.stop()
+        wal?.close()
+        wal = nil
         lock.withLock {
             guard let env else { return }
             mdb_env_close(env)
@@ -140,14 +205,24 @@ public final class LMDBLogStore: RaftStorage, @unchecked Sendable {
 
     // MARK: - RaftStorage
 
+    /// What LMDB holds, with what only the log holds on top (after a fold that failed, e.g.
+    /// on a full disk: those writes were acknowledged and stay visible).
     public func load() throws -> PersistentState {
-        try lock.withLock {
-            guard let env else { throw LMDBStoreError.closed(path: path) }
-            do {
-                return try read(env) { txn in try self.readState(txn) }
-            } catch let e as MDBCode {
-                throw LMDBStoreError.readFailed(code: e.rc, message: e.message)
+        try appendLock.withLock {
+            let onlyInTheLog: [(sequence: UInt64, batch: [PersistRequest])] = applyLock.withLock {
+                try? fold()
+                return stranded
             }
+            var state = try lock.withLock {
+                guard let env else { throw LMDBStoreError.closed(path: path) }
+                do {
+                    return try read(env) { txn in try self.readState(txn) }
+                } catch let e as MDBCode {
+                    throw LMDBStoreError.readFailed(code: e.rc, message: e.message)
+                }
+            }
+            for (_, batch) in onlyInTheLog { for r in batch { state.apply(r) } }
+            return state
         }
     }
 
@@ -155,22 +230,146 @@ public final class LMDBLogStore: RaftStorage, @unchecked Sendable {
         try persist(batch: [request])
     }
 
-    /// Group commit: every request of the batch, in order, in one transaction and one fsync.
+    /// Group commit: every request of the batch, in order, in one log record and one fsync.
     public func persist(batch requests: [PersistRequest]) throws {
-        try lock.withLock {
-            guard let env else { throw LMDBStoreError.closed(path: path) }
-            if let poison { throw LMDBStoreError.poisoned(after: poison) }
-            let requests = requests.filter { !$0.isEmpty }
-            if requests.isEmpty { return }
-            var bytes = 0
-            try writeOrPoison(env) { txn throws(MDBCode) in
-                bytes = 0
-                for request in requests { bytes += try self.apply(request, txn) }
+        let requests = requests.filter { !$0.isEmpty }
+        try appendLock.withLock {
+            try lock.withLock {
+                guard env != nil else { throw LMDBStoreError.closed(path: path) }
+                if let first = backgroundFailure {
+                    backgroundFailure = nil
+                    throw first
+                }
+                if let poison { throw LMDBStoreError.poisoned(after: poison) }
             }
-            bytesWritten.increment(by: bytes)
+            guard !requests.isEmpty else { return }
+            guard let wal else { throw LMDBStoreError.closed(path: path) }
+            if requests.contains(where: { $0.snapshot != nil }) {
+                try persistDirectly(requests)
+                return
+            }
+            let record = WALRecord.encode(sequence: nextSequence, batch: requests)
+            if walTail > 0 && walTail + record.count > configuration.walBytes {
+                try applyLock.withLock { try fold() }
+                walTail = 0
+            }
+            let started = ContinuousClock.now
+            do {
+                try wal.write(record, at: walTail)
+                try wal.sync()
+            } catch {
+                let e = classify((error as? WALIOError)?.code ?? EIO)
+                lock.withLock { poison = e }
+                writeFailures.increment()
+                logger.error("write-ahead log write failed; the store refuses further writes", metadata: ["path": "\(path)", "error": "\(error)"])
+                throw e
+            }
+            walSyncTimer.record(duration: ContinuousClock.now - started)
+            queue.append((nextSequence, requests))
+            nextSequence += 1
+            walTail += record.count
+            bytesWritten.increment(by: record.count)
             entriesWritten.increment(by: requests.reduce(0) { $0 + $1.entries.count })
         }
     }
+
+    /// A snapshot (possibly large) goes to LMDB in one synced transaction, after everything
+    /// the log holds; the log then starts over. Must be called with `appendLock` held.
+    private func persistDirectly(_ requests: [PersistRequest]) throws {
+        try applyLock.withLock {
+            try fold()
+            let sequence = nextSequence
+            try lock.withLock {
+                guard let env else { throw LMDBStoreError.closed(path: path) }
+                var bytes = 0
+                try writeOrPoison(env) { txn throws(MDBCode) in
+                    bytes = 0
+                    for request in requests { bytes += try self.apply(request, txn) }
+                    try self.put(txn, self.metaDB, MetaKey.walFolded, Self.encode64(sequence))
+                }
+                bytesWritten.increment(by: bytes)
+            }
+            nextSequence += 1
+        }
+        walTail = 0
+        entriesWritten.increment(by: requests.reduce(0) { $0 + $1.entries.count })
+    }
+
+    // MARK: - The write-ahead log
+
+    /// Opens the log file (writing it with zeros up to its size) and folds into LMDB the
+    /// records LMDB does not have yet. Called once, from `init`.
+    private func openLog(_ file: any WALFile) throws {
+        wal = file
+        let size = try file.size()
+        if size < configuration.walBytes {
+            try file.write([UInt8](repeating: 0, count: configuration.walBytes - size), at: size)
+            try file.sync()
+        }
+        let records = WALRecord.scan(try file.read(at: 0, count: max(size, configuration.walBytes)))
+        let folded = try lock.withLock {
+            guard let env else { throw LMDBStoreError.closed(path: path) }
+            return try read(env) { txn in try self.get(txn, self.metaDB, MetaKey.walFolded) }.map(Self.decode64) ?? 0
+        }
+        if let first = records.first, first.sequence > folded + 1 {
+            throw LMDBStoreError.inconsistentLog(
+                path: path,
+                reason: "the write-ahead log begins at record \(first.sequence), but LMDB holds the records only through \(folded)")
+        }
+        nextSequence = max(records.last?.sequence ?? 0, folded) + 1
+        walTail = 0
+        let replay = records.filter { $0.sequence > folded }
+        guard !replay.isEmpty else { return }
+        stranded = replay
+        do {
+            try applyLock.withLock { try fold() }
+            logger.info(
+                "replayed the write-ahead log", metadata: ["path": "\(path)", "records": "\(replay.count)", "through": "\(nextSequence - 1)"])
+        } catch {
+            // Acknowledged writes that LMDB cannot take (a full disk): `load` still returns
+            // them, and the store refuses new writes until it is opened with room again.
+            let e = error as? LMDBStoreError ?? .writeFailed(code: EIO, message: "\(error)")
+            lock.withLock { backgroundFailure = e }
+            logger.error(
+                "cannot fold the write-ahead log into LMDB; writes are refused", metadata: ["path": "\(path)", "error": "\(e)"])
+        }
+    }
+
+    /// Moves every record not yet in LMDB into it, in one synced transaction. Must be called
+    /// with `applyLock` held.
+    private func fold() throws {
+        let records = stranded + queue.takeAll()
+        guard let last = records.last else { return }
+        stranded = records
+        try lock.withLock {
+            guard let env else { throw LMDBStoreError.closed(path: path) }
+            if let poison { throw LMDBStoreError.poisoned(after: poison) }
+            try writeOrPoison(env) { txn throws(MDBCode) in
+                for (_, batch) in records { for r in batch { _ = try self.apply(r, txn) } }
+                try self.put(txn, self.metaDB, MetaKey.walFolded, Self.encode64(last.sequence))
+            }
+        }
+        stranded = []
+        folds.increment()
+    }
+
+    /// The store's own thread: folds whatever has queued up, as soon as it has.
+    private static func foldLoop(_ queue: FoldQueue, _ store: () -> LMDBLogStore?) {
+        while queue.waitForWork() {
+            guard let s = store() else { break }
+            do {
+                try s.applyLock.withLock { try s.fold() }
+            } catch {
+                let e = error as? LMDBStoreError ?? .writeFailed(code: EIO, message: "\(error)")
+                s.lock.withLock { if s.backgroundFailure == nil { s.backgroundFailure = e } }
+                s.logger.error("folding the write-ahead log into LMDB failed", metadata: ["path": "\(s.path)", "error": "\(e)"])
+            }
+        }
+        queue.exited()
+    }
+
+    private static func encode64(_ v: UInt64) -> [UInt8] { withUnsafeBytes(of: v.bigEndian) { Array($0) } }
+    private static func decode64(_ b: [UInt8]) -> UInt64 { b.prefix(8).reduce(0) { $0 << 8 | UInt64($1) } }
 
     // MARK: - Records beside the log
 

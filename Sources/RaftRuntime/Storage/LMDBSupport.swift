@@ -85,6 +85,8 @@ enum MetaKey {
     static let snapshotMetadata: [UInt8] = Array("snapshot-metadata".utf8)
     static let snapshotData: [UInt8] = Array("snapshot-data".utf8)
     static func record(_ name: String) -> [UInt8] { Array("record/\(name)".utf8) }
+    /// The number of the last write-ahead log record folded into LMDB.
+    static let walFolded: [UInt8] = Array("wal-folded".utf8)
 }
 
 extension Array where Element == UInt8 {
