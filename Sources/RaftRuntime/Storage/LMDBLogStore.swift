@@ -42,11 +42,18 @@ public final class LMDBLogStore: RaftStorage, @unchecked Sendable {
 
         /// The write-ahead log's size on disk (it grows only for a record larger than this).
         public var walBytes: Int
+        /// The least time between two folds of the log into LMDB (etcd commits its bbolt
+        /// backend every 100 ms for the same reason).
+        public var foldInterval: Duration
 
-        public init(initialMapSize: Int = 64 << 20, maxMapSize: Int = 8 << 30, walBytes: Int = 8 << 20) {
+        public init(
+            initialMapSize: Int = 64 << 20, maxMapSize: Int = 8 << 30, walBytes: Int = 8 << 20,
+            foldInterval: Duration = .milliseconds(50)
+        ) {
             self.initialMapSize = initialMapSize
             self.maxMapSize = max(maxMapSize, initialMapSize)
             self.walBytes = max(walBytes, 4096)
+            self.foldInterval = foldInterval
         }
     }
 
@@ -123,7 +130,8 @@ public final class LMDBLogStore: RaftStorage, @unchecked Sendable {
             throw error
         }
         let queue = self.queue
-        let thread = Thread { [weak self] in Self.foldLoop(queue) { self } }
+        let interval = configuration.foldInterval
+        let thread = Thread { [weak self] in Self.foldLoop(queue, interval: interval) { self } }
         thread.name = "switchman-wal-fold"
         thread.start()
         logger.info("opened LMDB store", metadata: ["path": "\(path)", "map_size": "\(mapSize)"])
@@ -231,15 +239,24 @@ public final class LMDBLogStore: RaftStorage, @unchecked Sendable {
     }
 
     /// Group commit: every request of the batch, in order, in one log record and one fsync.
+    /// A fold that failed on the store's thread is what the next caller hears, not the
+    /// poisoning that followed from it.
     public func persist(batch requests: [PersistRequest]) throws {
-        let requests = requests.filter { !$0.isEmpty }
+        do {
+            try append(requests.filter { !$0.isEmpty })
+        } catch {
+            let first: LMDBStoreError? = lock.withLock {
+                defer { backgroundFailure = nil }
+                return backgroundFailure
+            }
+            throw first ?? error
+        }
+    }
+
+    private func append(_ requests: [PersistRequest]) throws {
         try appendLock.withLock {
             try lock.withLock {
                 guard env != nil else { throw LMDBStoreError.closed(path: path) }
-                if let first = backgroundFailure {
-                    backgroundFailure = nil
-                    throw first
-                }
                 if let poison { throw LMDBStoreError.poisoned(after: poison) }
             }
             guard !requests.isEmpty else { return }
@@ -337,16 +354,22 @@ public final class LMDBLogStore: RaftStorage, @unchecked Sendable {
 
     /// Moves every record not yet in LMDB into it, in one synced transaction. Must be called
     /// with `applyLock` held.
-    private func fold() throws {
+    private func fold(onTheStoresThread: Bool = false) throws {
         let records = stranded + queue.takeAll()
         guard let last = records.last else { return }
         stranded = records
         try lock.withLock {
             guard let env else { throw LMDBStoreError.closed(path: path) }
             if let poison { throw LMDBStoreError.poisoned(after: poison) }
-            try writeOrPoison(env) { txn throws(MDBCode) in
-                for (_, batch) in records { for r in batch { _ = try self.apply(r, txn) } }
-                try self.put(txn, self.metaDB, MetaKey.walFolded, Self.encode64(last.sequence))
+            do throws(LMDBStoreError) {
+                try writeOrPoison(env) { txn throws(MDBCode) in
+                    for (_, batch) in records { for r in batch { _ = try self.apply(r, txn) } }
+                    try self.put(txn, self.metaDB, MetaKey.walFolded, Self.encode64(last.sequence))
+                }
+            } catch {
+                // Under the same lock as the poisoning, so no caller sees one without the other.
+                if onTheStoresThread && backgroundFailure == nil { backgroundFailure = error }
+                throw error
             }
         }
         stranded = []
@@ -354,15 +377,14 @@ public final class LMDBLogStore: RaftStorage, @unchecked Sendable {
     }
 
     /// The store's own thread: folds whatever has queued up, as soon as it has.
-    private static func foldLoop(_ queue: FoldQueue, _ store: () -> LMDBLogStore?) {
-        while queue.waitForWork() {
+    private static func foldLoop(_ queue: FoldQueue, interval: Duration, _ store: () -> LMDBLogStore?) {
+        let seconds = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
+        while queue.waitForWork(interval: seconds) {
             guard let s = store() else { break }
             do {
-                try s.applyLock.withLock { try s.fold() }
+                try s.applyLock.withLock { try s.fold(onTheStoresThread: true) }
             } catch {
-                let e = error as? LMDBStoreError ?? .writeFailed(code: EIO, message: "\(error)")
-                s.lock.withLock { if s.backgroundFailure == nil { s.backgroundFailure = e } }
-                s.logger.error("folding the write-ahead log into LMDB failed", metadata: ["path": "\(s.path)", "error": "\(e)"])
+                s.logger.error("folding the write-ahead log into LMDB failed", metadata: ["path": "\(s.path)", "error": "\(error)"])
             }
         }
         queue.exited()

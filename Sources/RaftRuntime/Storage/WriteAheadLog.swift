@@ -251,11 +251,18 @@ final class FoldQueue: @unchecked Sendable {
         return all
     }
 
-    /// Waits until there is something to fold (true) or the store stops (false).
-    func waitForWork() -> Bool {
+    private var lastFold = Date.distantPast
+
+    /// Waits until there is something to fold and `interval` has passed since the last fold
+    /// (true), or until the store stops (false). Spacing the folds keeps LMDB's two flushes
+    /// per commit from queueing in front of the log's own fdatasync on the same device.
+    func waitForWork(interval: TimeInterval) -> Bool {
         condition.lock()
         defer { condition.unlock() }
         while (records.isEmpty || paused) && !stopping { condition.wait() }
+        let due = lastFold.addingTimeInterval(interval)
+        while Date() < due && !stopping { _ = condition.wait(until: due) }
+        lastFold = Date()
         return !stopping
     }
 
