@@ -470,9 +470,9 @@ public final class Simulator {
     // MARK: - Clients
 
     private func client() throws(SimulationFailure) {
-        let running = nodes.values.filter { $0.core != nil }.sorted { $0.id < $1.id }
+        let running = runningNodes()
         guard !running.isEmpty else { return }
-        let leader = running.filter { $0.core?.role == .leader }.max { ($0.core?.term ?? 0) < ($1.core?.term ?? 0) }
+        let leader = newestLeader(running)
         let target: SimNode
         if let l = leader, rand(10) < 7 { target = l } else { target = running[Int(rand(UInt64(running.count)))] }
         if rand(3) == 0 {
@@ -538,8 +538,8 @@ public final class Simulator {
 
     private func chaos() throws(SimulationFailure) {
         let f = config.faults
-        let running = nodes.values.filter { $0.core != nil }.sorted { $0.id < $1.id }
-        let leader = running.filter { $0.core?.role == .leader }.max { ($0.core?.term ?? 0) < ($1.core?.term ?? 0) }
+        let running = runningNodes()
+        let leader = newestLeader(running)
         if f.slowDisks || f.powerCuts, rand(6) == 0 { diskFault(running) }
         if config.fileEdits, !fileEdited, rand(4) == 0 { editFiles() }
         if config.lostDisks, stats.lostDisks < 1, rand(10) == 0 { loseDisk(running) }
@@ -698,22 +698,37 @@ public final class Simulator {
     /// The operator's half of the lost-disk procedure: `member remove` until it is done (the
     /// node can then come back as a learner under a new id, which the membership faults do).
     private func operatorRemove(_ id: NodeID) throws(SimulationFailure) {
-        let running = nodes.values.filter { $0.core != nil }
-        let leader = running.filter { $0.core?.role == .leader }.max { ($0.core?.term ?? 0) < ($1.core?.term ?? 0) }
-        if let l = leader, let core = l.core, !core.membership.contains(id), core.commitIndex >= core.lastIndex {
-            note("operator: \(id) is out of the membership")
-            return
-        }
-        if let l = leader, var core = l.core, core.membership.contains(id) {
-            let r = core.step(.proposeMembership(.remove(id)))
-            l.core = core
-            if case .accepted(let term, let index, _) = r.outcome {
-                note("operator: member remove \(id) at \(l.id)")
-                membershipProposals[index] = (term, l.id, .remove(id))
+        if let l = newestLeader(runningNodes()), let core = l.core {
+            guard core.membership.contains(id) else {
+                if core.commitIndex >= core.lastIndex {
+                    note("operator: \(id) is out of the membership")
+                    return
+                }
+                schedule(at: now + 50, .operatorRemove(id))
+                return
             }
-            try carryOut(l, r.effects)
+            try proposeMembership(.remove(id), at: l)
         }
         schedule(at: now + 50, .operatorRemove(id))
+    }
+
+    private func runningNodes() -> [SimNode] { nodes.values.filter { $0.core != nil }.sorted { $0.id < $1.id } }
+
+    /// The leader of the newest term among `running`.
+    private func newestLeader(_ running: [SimNode]) -> SimNode? {
+        running.filter { $0.core?.role == .leader }.max { ($0.core?.term ?? 0) < ($1.core?.term ?? 0) }
+    }
+
+    /// Proposes `change` at `l`, remembering an accepted proposal for the run's counts.
+    private func proposeMembership(_ change: MembershipChange, at l: SimNode) throws(SimulationFailure) {
+        note("propose \(change) at \(l.id)")
+        guard var c = l.core else { return }
+        let r = c.step(.proposeMembership(change))
+        l.core = c
+        if case .accepted(let term, let index, _) = r.outcome {
+            membershipProposals[index] = (term, l.id, change)
+        }
+        try carryOut(l, r.effects)
     }
 
     private func changeMembership(_ l: SimNode) throws(SimulationFailure) {
@@ -732,14 +747,7 @@ public final class Simulator {
             startNode(id, bootstrap: Membership(), fresh: true)
             change = .addLearner(id)
         }
-        note("propose \(change) at \(l.id)")
-        guard var c = l.core else { return }
-        let r = c.step(.proposeMembership(change))
-        l.core = c
-        if case .accepted(let term, let index, _) = r.outcome {
-            membershipProposals[index] = (term, l.id, change)
-        }
-        try carryOut(l, r.effects)
+        try proposeMembership(change, at: l)
     }
 
     private func heal() {
