@@ -22,7 +22,8 @@ struct WALIOError: Error, CustomStringConvertible {
 
 /// The log file on disk, held with an exclusive `flock`: a second process on the same data
 /// directory (a debug command pointed at a running replica) is refused instead of writing
-/// beside the first.
+/// beside the first. A child this process forks shares the lock until it execs, so a close
+/// and reopen can meet it for a moment (seen in CI): the lock is tried for up to 2 s.
 final class POSIXWALFile: WALFile {
     let path: String
     private var fd: Int32
@@ -31,7 +32,12 @@ final class POSIXWALFile: WALFile {
         self.path = path
         fd = Foundation.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw WALIOError(path: path, operation: "open", code: errno) }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+        var attempts = 0
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK && attempts < 200 {
+            attempts += 1
+            usleep(10_000)
+        }
+        guard attempts < 200, flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let code = errno
             Foundation.close(fd)
             throw WALIOError(path: path, operation: "lock (is another switchman process using this data directory?)", code: code)
