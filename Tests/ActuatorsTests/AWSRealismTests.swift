@@ -87,8 +87,10 @@ struct AWSRealismTests {
             _ = try await ec2.describeRouteTables(deadline: .now() + .seconds(30))
             _ = try await ec2.describeRouteTables(deadline: .now() + .seconds(30))
         }
-        // Refused once, then signed with AWS's time, and the correction is kept.
-        #expect(seen.current.count == 3)
+        // Refused once, then signed with AWS's time, and the correction is kept: one request
+        // alone carries the skewed time (a loaded run may retry one on its connection).
+        let skewed = seen.current.filter { amzDate.date(from: $0).map { abs($0.timeIntervalSinceNow) >= 300 } ?? true }
+        #expect(skewed.count == 1 && seen.current.count >= 3, "\(seen.current)")
     }
 
     @Test func endpointsFollowThePartition() {
