@@ -91,6 +91,26 @@ public struct SimulationConfig: Sendable {
     /// The old shell: a voter whose disk was lost comes back under its id with term 0, no
     /// vote and an empty log, and is counted as before (issue #15 item 2).
     public var rejoinWithLostDisk = false
+    /// Now and then clients fall silent for 300 ms to 1.5 s. Switchman's own log is idle
+    /// between health changes, and only in an idle cluster is a candidate that heard nothing
+    /// for a while as up to date as a voter that did, so a vote it should not get is granted.
+    public var idleStretches = false
+    /// Now and then the link between two nodes fails both ways while every other link
+    /// stays up (one pair of availability zones losing its path): a node can stop hearing
+    /// the leader while a third node still hears both.
+    public var linkCuts = false
+    /// Half the crashed nodes are back within 1–30 ms, as a supervisor (systemd's
+    /// `Restart=always`) brings a replica back well inside one election timeout: inside the
+    /// lease of the leader it acknowledged last. What peers send to a restarted node is lost
+    /// until each peer has reconnected, after up to one election timeout of backoff (50 ms
+    /// doubling: a replica down for 300 ms is redialled up to 400 ms later, against 1 s).
+    public var supervisedRestarts = false
+    /// Once in the run, a voter is started on a copy of its data directory taken earlier in
+    /// the run (a volume snapshot restored in place): same identity and incarnation, an older
+    /// term, vote and log. The runtime does not detect this (docs/RAFT.md); the run shows
+    /// what such a voter does, which is why the procedure for a restored disk is the one
+    /// for a lost disk.
+    public var rolledBackDisks = false
 
     public init(
         seed: UInt64, nodes: Int = 3, chaosMillis: UInt64 = 4_000, healMillis: UInt64 = 4_000,
@@ -124,6 +144,10 @@ extension SimulationConfig {
         if membershipFromTheFile { env.append("SWITCHMAN_SIM_MEMBERSHIP_FROM_FILE=1") }
         if lostDisks { env.append("SWITCHMAN_SIM_LOST_DISKS=1") }
         if rejoinWithLostDisk { env.append("SWITCHMAN_SIM_REJOIN_WITH_LOST_DISK=1") }
+        if idleStretches { env.append("SWITCHMAN_SIM_IDLE_STRETCHES=1") }
+        if linkCuts { env.append("SWITCHMAN_SIM_LINK_CUTS=1") }
+        if supervisedRestarts { env.append("SWITCHMAN_SIM_SUPERVISED_RESTARTS=1") }
+        if rolledBackDisks { env.append("SWITCHMAN_SIM_ROLLED_BACK_DISKS=1") }
         if faults != .all { env.append("SWITCHMAN_SIM_FAULTS_OFF=" + faults.off.joined(separator: ",")) }
         return env
     }
@@ -168,6 +192,8 @@ extension SimulationConfig {
         }
         for (name, flag) in [("SWITCHMAN_SIM_FILE_EDITS", \SimulationConfig.fileEdits), ("SWITCHMAN_SIM_MEMBERSHIP_FROM_FILE", \.membershipFromTheFile),
             ("SWITCHMAN_SIM_LOST_DISKS", \.lostDisks), ("SWITCHMAN_SIM_REJOIN_WITH_LOST_DISK", \.rejoinWithLostDisk),
+            ("SWITCHMAN_SIM_IDLE_STRETCHES", \.idleStretches), ("SWITCHMAN_SIM_LINK_CUTS", \.linkCuts),
+            ("SWITCHMAN_SIM_SUPERVISED_RESTARTS", \.supervisedRestarts), ("SWITCHMAN_SIM_ROLLED_BACK_DISKS", \.rolledBackDisks),
         ] {
             guard let v = env[name] else { continue }
             switch v {
@@ -219,6 +245,9 @@ public struct SimulationStats: Sendable, Hashable, CustomStringConvertible {
     public var readsFailed = 0
     public var fileEdits = 0
     public var lostDisks = 0
+    public var idleStretches = 0
+    public var linkCuts = 0
+    public var rolledBackDisks = 0
 
     public init() {}
 
@@ -250,6 +279,9 @@ public struct SimulationStats: Sendable, Hashable, CustomStringConvertible {
         readsFailed += o.readsFailed
         fileEdits += o.fileEdits
         lostDisks += o.lostDisks
+        idleStretches += o.idleStretches
+        linkCuts += o.linkCuts
+        rolledBackDisks += o.rolledBackDisks
     }
 
     public var description: String {
@@ -259,7 +291,8 @@ public struct SimulationStats: Sendable, Hashable, CustomStringConvertible {
             + "powerCuts=\(powerCuts) onVotes=\(powerCutsOnVotes) slowDisks=\(slowDisks) stalls=\(diskStalls) lateAcks=\(lateAcknowledgements) audited=\(promisesAudited) "
             + "compactions=\(compactions) snapshotsInstalled=\(snapshotsInstalled) "
             + "membershipChanges=\(membershipChanges) leaderRemovals=\(leaderRemovals) transfers=\(transfers) "
-            + "writesAcked=\(writesAcked) forwarded=\(forwardedProposals) reads=\(readsServed) readsFailed=\(readsFailed) fileEdits=\(fileEdits) lostDisks=\(lostDisks)"
+            + "writesAcked=\(writesAcked) forwarded=\(forwardedProposals) reads=\(readsServed) readsFailed=\(readsFailed) fileEdits=\(fileEdits) lostDisks=\(lostDisks) "
+            + "idle=\(idleStretches) linkCuts=\(linkCuts) rolledBack=\(rolledBackDisks)"
     }
 }
 

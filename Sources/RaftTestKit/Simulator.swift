@@ -20,6 +20,9 @@ public final class Simulator {
 
     // Network faults.
     private var blocked: Set<Link> = []
+    private var clientsIdleUntil: UInt64 = 0
+    /// Links cut by `cutLink`, each until its time: they outlive the partitions drawn meanwhile.
+    private var cutLinks: [Link: UInt64] = [:]
     private var lossPercent: UInt64 = 0
     private var dupPercent: UInt64 = 0
     private var maxDelay: UInt64 = 15
@@ -84,7 +87,7 @@ public final class Simulator {
             do { m = try RaftCodec.decodeMessage(bytes) } catch {
                 throw failure("codec could not decode a message it encoded: \(error)")
             }
-            guard let n = nodes[to], n.core != nil, !blocked.contains(Link(from: m.from, to: m.to)) else {
+            guard let n = nodes[to], n.core != nil, !isBlocked(Link(from: m.from, to: m.to)) else {
                 stats.messagesDropped += 1
                 try reportSnapshot(m, delivered: false)
                 return
@@ -117,7 +120,7 @@ public final class Simulator {
             // Clients stop a while before the end so the final convergence check sees a
             // quiet cluster rather than entries still in flight.
             guard now + 1_000 < config.chaosMillis + config.healMillis else { return }
-            try client()
+            if now >= clientsIdleUntil { try client() }
             schedule(at: now + 2 + rand(8), .client)
         case .snapshotLost(let from, let to):
             guard let n = nodes[from], n.core != nil else { return }
@@ -213,6 +216,14 @@ public final class Simulator {
         n.lastSeenCommit = core.commitIndex
         n.claimChecked = core.persistedIndex
         note("restart \(n.id) term=\(core.term) last=\(core.lastIndex) commit=\(core.commitIndex)")
+        if config.supervisedRestarts && !healing {
+            // The restarted node dials its peers at once; each peer's own connection to it
+            // comes back after that peer's reconnect backoff, which differs from peer to peer.
+            let timeout = UInt64(config.electionTicks) * config.tickMillis
+            for p in nodes.keys.sorted() where p != n.id {
+                cutLinks[Link(from: p, to: n.id)] = now + rand(timeout + 1)
+            }
+        }
         schedule(at: now + 1 + rand(config.tickMillis), .tick(n.id, n.incarnation))
     }
 
@@ -367,9 +378,13 @@ public final class Simulator {
         try step(sender, .snapshotReported(node: m.to, success: delivered))
     }
 
+    private func isBlocked(_ link: Link) -> Bool {
+        blocked.contains(link) || (cutLinks[link].map { now < $0 } ?? false)
+    }
+
     private func transmit(_ m: Message) throws(SimulationFailure) {
         stats.messagesSent += 1
-        if blocked.contains(Link(from: m.from, to: m.to)) || (lossPercent > 0 && rand(100) < lossPercent) {
+        if isBlocked(Link(from: m.from, to: m.to)) || (lossPercent > 0 && rand(100) < lossPercent) {
             stats.messagesDropped += 1
             if m.type == .snapshot {
                 schedule(at: now + 1 + rand(maxDelay), .snapshotLost(m.from, m.to))
@@ -543,6 +558,13 @@ public final class Simulator {
         if f.slowDisks || f.powerCuts, rand(6) == 0 { diskFault(running) }
         if config.fileEdits, !fileEdited, rand(4) == 0 { editFiles() }
         if config.lostDisks, stats.lostDisks < 1, rand(10) == 0 { loseDisk(running) }
+        if config.idleStretches, now >= clientsIdleUntil, rand(6) == 0 {
+            clientsIdleUntil = now + 300 + rand(1_200)
+            stats.idleStretches += 1
+            note("clients idle until \(clientsIdleUntil)")
+        }
+        if config.linkCuts, rand(6) == 0 { cutLink() }
+        if config.rolledBackDisks, stats.rolledBackDisks < 1, rand(8) == 0 { rollBackDisk(running) }
         switch rand(12) {
         case 0...1 where f.partitions:
             let ids = nodes.keys.sorted()
@@ -591,7 +613,8 @@ public final class Simulator {
             if let l = leader, rand(2) == 0 { victim = l } else { victim = running[Int(rand(UInt64(down)))] }
             crash(victim)
             if victim === leader { armVoteCut(amongFollowersOf: victim, running) }
-            schedule(at: now + 20 + rand(500), .restart(victim.id))
+            let quick = config.supervisedRestarts && rand(2) == 0
+            schedule(at: now + (quick ? 1 + rand(30) : 20 + rand(500)), .restart(victim.id))
         case 8 where f.crashes && rand(4) == 0:
             for n in running where rand(2) == 0 {
                 crash(n)
@@ -612,6 +635,19 @@ public final class Simulator {
         default:
             break
         }
+    }
+
+    private func cutLink() {
+        let ids = nodes.keys.sorted()
+        guard ids.count > 2 else { return }
+        let a = ids[Int(rand(UInt64(ids.count)))]
+        let rest = ids.filter { $0 != a }
+        let b = rest[Int(rand(UInt64(rest.count)))]
+        let until = now + 200 + rand(1_000)
+        cutLinks[Link(from: a, to: b)] = until
+        cutLinks[Link(from: b, to: a)] = until
+        stats.linkCuts += 1
+        note("cut link \(a) <-> \(b) until \(until)")
     }
 
     /// Drawn beside the other faults rather than instead of one, so adding them did not
@@ -675,6 +711,27 @@ public final class Simulator {
         }
         startNode(w, bootstrap: config.membershipFromTheFile ? file : Membership(), fresh: true)
         nodes[w]?.file = file
+    }
+
+    /// The first draw copies a voter's data directory (a volume snapshot); a later one, at
+    /// least 300 ms on, restores the copy in place and starts the node on it: same identity,
+    /// same incarnation, an older term, vote and log.
+    private func rollBackDisk(_ running: [SimNode]) {
+        if let n = nodes.values.sorted(by: { $0.id < $1.id }).first(where: { $0.backup != nil }) {
+            guard let (takenAt, copy) = n.backup, now >= takenAt + 300 else { return }
+            stats.rolledBackDisks += 1
+            crash(n)
+            n.durable = copy
+            n.backup = nil
+            note("disk of \(n.id) restored from its copy of t=\(takenAt): term=\(copy.hardState.term) last=\(copy.entries.last?.index ?? 0)")
+            schedule(at: now + 1 + rand(50), .restart(n.id))
+            return
+        }
+        let voters = running.filter { $0.core?.membership.voters.contains($0.id) ?? false }
+        guard !voters.isEmpty else { return }
+        let n = voters[Int(rand(UInt64(voters.count)))]
+        n.backup = (now, n.durable)
+        note("copy of \(n.id)'s disk taken")
     }
 
     /// A voter's disk is gone for good (a lost instance store, a wiped volume).
@@ -753,6 +810,7 @@ public final class Simulator {
     private func heal() {
         healing = true
         blocked = []
+        cutLinks = [:]
         lossPercent = 0
         dupPercent = 0
         maxDelay = 15
@@ -1072,6 +1130,8 @@ private final class SimNode {
     var stallNextWrite: UInt64 = 0
     /// Its disk was lost and the shell will not start it again under this id.
     var refused = false
+    /// A copy of `durable` and when it was taken, for `rollBackDisk`.
+    var backup: (UInt64, PersistentState)?
     var lastAcknowledgementAt: UInt64 = 0
     /// Up to where the durable-claim check has looked at the core's persisted index.
     var claimChecked: UInt64 = 0
