@@ -17,6 +17,8 @@ struct NodeCommand: AsyncParsableCommand {
         abstract: "Run one Raft replica with an HTTP/1.1 + mutual TLS client port (POST /propose, GET /status)."
     )
 
+    static let clusterName = "switchman-bench"
+
     @Option(help: "This replica's member id.") var id: UInt64
     @Option(help: "Every member's peer address: 1=127.0.0.1:7001,2=...,3=...") var peers: String
     @Option(help: "Certificate directory (ca.pem, member-<id>.pem, member-<id>-key.pem).") var certs: String
@@ -50,14 +52,23 @@ struct NodeCommand: AsyncParsableCommand {
 
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
         let store = try makeStorage(storage, directory: data, logger: logger)
+        var transportConfiguration = PeerTransportConfiguration(
+            localMemberID: id, clusterName: Self.clusterName, listenHost: own.host, listenPort: own.port,
+            peers: addresses.filter { $0.key != id })
+        // The same start-up rules as `switchman serve --bootstrap`: a durable directory
+        // founds the cluster once, and later starts take the voters from it, not --peers.
+        var founding = Set(addresses.keys)
+        if let lmdb = store as? LMDBLogStore {
+            let identity = try DataDirectory.open(
+                lmdb, clusterName: Self.clusterName, memberID: id, fileMembers: addresses.keys.sorted(), mode: .bootstrap,
+                logger: logger)
+            founding = Set(identity.founding)
+            transportConfiguration.localIncarnation = identity.incarnation
+            transportConfiguration.incarnations = try IncarnationBook.stored(in: lmdb, logger: logger)
+        }
         let credentials = try PeerTLSCredentials(directory: CertificateDirectory(path: certs), memberID: id)
-        let transport = try PeerTransport(
-            configuration: PeerTransportConfiguration(
-                localMemberID: id, clusterName: "switchman-bench", listenHost: own.host, listenPort: own.port,
-                peers: addresses.filter { $0.key != id }),
-            credentials: credentials, logger: logger)
-        var config = RaftNodeConfiguration(
-            id: id, bootstrap: Membership(voters: Set(addresses.keys)), peers: addresses)
+        let transport = try PeerTransport(configuration: transportConfiguration, credentials: credentials, logger: logger)
+        var config = RaftNodeConfiguration(id: id, bootstrap: Membership(voters: founding), peers: addresses)
         config.tickInterval = .milliseconds(tickMs)
         config.electionTicks = electionTicks
         config.heartbeatTicks = heartbeatTicks

@@ -119,7 +119,17 @@ private final class DemoReplica: Sendable {
         self.transport = transport
         let store = try LMDBLogStore(directory: root + "/replica-\(id)", logger: logger)
         machine = CountingStateMachine()
-        var config = RaftNodeConfiguration(id: id, bootstrap: Membership(voters: [1, 2, 3]), peers: peers)
+        // Founded once, as `serve --bootstrap` does: the restart takes its voters from the
+        // directory, not from this list.
+        let identity: ClusterIdentity
+        do {
+            identity = try DataDirectory.open(
+                store, clusterName: "switchman-demo", memberID: id, fileMembers: [1, 2, 3], mode: .bootstrap, logger: logger)
+        } catch {
+            store.close()
+            throw error
+        }
+        var config = RaftNodeConfiguration(id: id, bootstrap: Membership(voters: Set(identity.founding)), peers: peers)
         config.tickInterval = .milliseconds(50)
         let node = try RaftNode(configuration: config, storage: store, transport: transport, stateMachine: machine, logger: logger)
         self.node = node
