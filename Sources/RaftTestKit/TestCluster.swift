@@ -74,6 +74,13 @@ public final class TestCluster {
         inbox.removeAll { $0.to == id || $0.from == id }
     }
 
+    /// Crashes the node and empties its disk (a lost volume): a restart then starts from
+    /// term 0, no vote and an empty log, as the old shell let it.
+    public func loseDisk(_ id: NodeID) {
+        crash(id)
+        durable[id] = PersistentState()
+    }
+
     /// Restarts from the node's disk; `bootstrap` replaces the membership it was founded with
     /// (what a shell that read the voters from a config file would pass).
     public func restart(_ id: NodeID, bootstrap: Membership? = nil) {

@@ -16,6 +16,7 @@ import Raft
 ///   transfer-leadership N M    node N hands leadership to M
 ///   crash N / restart N        node N loses its memory / comes back from its disk
 ///   restart N file 2 3 4       ... with the voters of its config file (the old shell)
+///   lose-disk N                node N crashes and its disk is emptied (restart: term 0)
 ///   start N [file 2 3 4]       a new node: with --join, or as a founder of its file
 ///   status                     one line per node
 public final class Transcript {
@@ -74,6 +75,10 @@ public final class Transcript {
             guard let id = ids.first else { return ["error: crash N"] }
             c.crash(id)
             out.append("\(id): crashed (what it wrote stays)")
+        case "lose-disk":
+            guard let id = ids.first else { return ["error: lose-disk N"] }
+            c.loseDisk(id)
+            out.append("\(id): crashed, and its disk is empty")
         case "restart":
             guard let id = ids.first else { return ["error: restart N [file V...]"] }
             c.restart(id, bootstrap: fileVoters(args))
