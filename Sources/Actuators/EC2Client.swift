@@ -312,6 +312,17 @@ public final class EC2Client: Sendable {
         }
     }
 
+    /// Sets an interface's source/destination check (`ModifyNetworkInterfaceAttribute`). A
+    /// VPN instance forwards traffic for other hosts, which EC2 drops while the check is on.
+    /// Idempotent: the same value again changes nothing, so a repeat is safe.
+    public func modifySourceDestCheck(networkInterfaceId: String, enabled: Bool, fencing: FencingToken,
+                                      deadline: NIODeadline? = nil) async throws -> String? {
+        let params = [("NetworkInterfaceId", networkInterfaceId), ("SourceDestCheck.Value", enabled ? "true" : "false")]
+        let root = try await call("ModifyNetworkInterfaceAttribute", params, idempotency: .safe, fencing: fencing, deadline: deadline)
+        try Self.expectTrue(root, "ModifyNetworkInterfaceAttribute")
+        return root.string("requestId")
+    }
+
     /// Follows `NextToken` until AWS stops sending one.
     static func allPages<Item: Sendable>(_ fetch: (String?) async throws -> EC2Page<Item>) async throws -> [Item] {
         var all: [Item] = []

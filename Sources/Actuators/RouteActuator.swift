@@ -58,6 +58,10 @@ public protocol RouteActuator: Sendable {
     /// it already made, and `exists` is what that read said about the static route. A table
     /// that changed since is handled by falling over from replace to create (or back) once.
     func writeRoute(_ route: DesiredRoute, exists: Bool, fencing: FencingToken, deadline: NIODeadline) async -> RouteEnsureOutcome
+    /// Each interface's source/destination check, for the interfaces that exist.
+    func sourceDestChecks(_ networkInterfaceIds: [String], deadline: NIODeadline) async throws -> [String: Bool]
+    /// Turns an interface's source/destination check off; returns the request id.
+    func disableSourceDestCheck(_ networkInterfaceId: String, fencing: FencingToken, deadline: NIODeadline) async throws -> String?
 }
 
 extension RouteActuator {
@@ -79,6 +83,26 @@ public final class AWSRouteActuator: RouteActuator {
         self.ec2 = ec2
         self.maxConcurrentWrites = max(1, maxConcurrentWrites)
         self.logger = logger
+    }
+
+    public func sourceDestChecks(_ networkInterfaceIds: [String], deadline: NIODeadline) async throws -> [String: Bool] {
+        let unique = Array(Set(networkInterfaceIds)).sorted()
+        var out: [String: Bool] = [:]
+        // By filter, not by id: one unknown id fails a by-id call as a whole
+        // (InvalidNetworkInterfaceID.NotFound), and a replaced instance's old interface is gone.
+        for start in stride(from: 0, to: unique.count, by: Self.describeChunk) {
+            let chunk = Array(unique[start..<min(start + Self.describeChunk, unique.count)])
+            let found = try await ec2.describeNetworkInterfaces(
+                filters: [EC2Filter("network-interface-id", chunk)], deadline: deadline)
+            for interface in found {
+                if let check = interface.sourceDestCheck { out[interface.id] = check }
+            }
+        }
+        return out
+    }
+
+    public func disableSourceDestCheck(_ networkInterfaceId: String, fencing: FencingToken, deadline: NIODeadline) async throws -> String? {
+        try await ec2.modifySourceDestCheck(networkInterfaceId: networkInterfaceId, enabled: false, fencing: fencing, deadline: deadline)
     }
 
     /// Chunks read side by side: one after another, a pass over 500 tables cost five call

@@ -198,8 +198,15 @@ extension ClusterTests {
             }
             #expect(dnsMoved, "the DNS record of \(a.own) names the replacement's address \(replacement.privateIP)")
 
+            // EC2 launched every instance with its source/destination check on; the leader
+            // turned it off, fenced, before any route named the interface (issue #16).
+            for eni in [try c.eni(a.own), try c.eni(b.own), replacement.eniID] {
+                #expect(try await c.world.sourceDestCheck(eni: eni) == false, "awscli reads \(eni)'s source/destination check off")
+            }
             let writes = c.writes()
             #expect(WriteLog.fencingViolation(writes) == nil, "fencing: \(WriteLog.fencingViolation(writes) ?? "")")
+            #expect(WriteLog.routeToCheckedInterface(writes) == nil, "\(WriteLog.routeToCheckedInterface(writes) ?? "")")
+            #expect(writes.contains { $0.action == "ModifyNetworkInterfaceAttribute" && $0.networkInterface == replacement.eniID && $0.term != nil })
         }
     }
 

@@ -119,6 +119,7 @@ struct JSON {
     }
 
     var string: String? { value as? String }
+    var bool: Bool? { value as? Bool }
 
     /// The string at `path` (object keys; an array step takes its first element).
     func string(_ path: String...) throws -> String {
@@ -316,7 +317,15 @@ final class MotoWorld: Sendable {
         return targets
     }
 
-    /// Polls until `table` sends `destination` to `target` or `timeout` passes; returns the
+    /// The interface's source/destination check as EC2 (moto) reports it.
+    func sourceDestCheck(eni: String) async throws -> Bool? {
+        let out = try await cli.object([
+            "ec2", "describe-network-interface-attribute", "--network-interface-id", eni, "--attribute", "sourceDestCheck",
+        ])
+        return out["SourceDestCheck"]?["Value"]?.bool
+    }
+
+        /// Polls until `table` sends `destination` to `target` or `timeout` passes; returns the
     /// target last seen, so a failing test can say where the route pointed instead.
     func awaitRouteTarget(table: String, destination: String, toBe target: String?, timeout: TimeInterval = 60) async throws -> String? {
         var last: String?

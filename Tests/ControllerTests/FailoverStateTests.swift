@@ -41,6 +41,31 @@ struct Harness {
 }
 
 @Suite struct FailoverStateTests {
+    /// Issue #16: what the state knows of each tunnel's interface check, and from where.
+    @Test func theSourceDestCheckIsKnownOffFromAReadOrACommittedWriteAndForgottenOnReplacement() {
+        var h = Harness()
+        h.apply(.instanceIdentity(tunnel: "t1", InstanceIdentity(instanceId: "i-1", eniId: "eni-1", privateIP: "10.0.0.1")))
+        #expect(h.state.tunnels["t1"]?.forwards == false)
+        let token = FencingToken(term: 2, index: 7)
+        h.apply(.intent(token, .disableSourceDestCheck(tunnel: "t1", instanceId: "i-1", eniId: "eni-1")))
+        #expect(h.state.tunnels["t1"]?.forwards == false, "an intent is not an outcome")
+        let directives = h.apply(.outcome(token, success: true, detail: "", requestId: "r"))
+        #expect(h.state.tunnels["t1"]?.forwards == true && directives.contains(.replan))
+        h.apply(.instanceIdentity(tunnel: "t1", InstanceIdentity(instanceId: "i-2", eniId: "eni-2", privateIP: "10.0.0.2")))
+        #expect(h.state.tunnels["t1"]?.forwards == false)
+        let failed = FencingToken(term: 2, index: 9)
+        h.apply(.intent(failed, .disableSourceDestCheck(tunnel: "t1", instanceId: "i-2", eniId: "eni-2")))
+        h.apply(.outcome(failed, success: false, detail: "UnauthorizedOperation", requestId: "r2"))
+        #expect(h.state.tunnels["t1"]?.forwards == false)
+        h.apply(.sourceDestCheck(tunnel: "t1", eniId: "eni-2", enabled: false))
+        #expect(h.state.tunnels["t1"]?.forwards == true)
+        // The same interface kept across a restart of the instance keeps what is known.
+        h.apply(.instanceIdentity(tunnel: "t1", InstanceIdentity(instanceId: "i-2", eniId: "eni-2", privateIP: "10.0.0.3")))
+        #expect(h.state.tunnels["t1"]?.forwards == true)
+        let events = h.state.events.events.filter { if case .sourceDestCheck = $0.kind { return true } else { return false } }
+        #expect(events.count == 2)
+    }
+
     @Test func startsUnknownAndGoesUpOnAMajority() {
         var h = Harness()
         #expect(h.verdict() == .unknown)

@@ -9,8 +9,9 @@ func identity(_ tunnel: String) -> InstanceIdentity {
     InstanceIdentity(instanceId: "i-\(tunnel)", eniId: "eni-\(tunnel)", privateIP: "10.0.0.1")
 }
 
-/// A state where the named tunnels are agreed up (or down) and have instances.
-func state(up: [String], down: [String] = [], withIdentity: Bool = true) -> FailoverState {
+/// A state where the named tunnels are agreed up (or down) and have instances, whose
+/// source/destination checks are known off unless named in `checkOn`.
+func state(up: [String], down: [String] = [], withIdentity: Bool = true, checkOn: Set<String> = []) -> FailoverState {
     var s = FailoverState(policy: HealthPolicy(fall: 1, rise: 1, observationTTLMillis: 10_000, failbackHoldDownMillis: 0, autoFailback: true, minimumObservers: 1))
     let stamp = Stamp(millis: 1000)
     for t in up {
@@ -20,6 +21,9 @@ func state(up: [String], down: [String] = [], withIdentity: Bool = true) -> Fail
     for t in down {
         s.apply(.observe(replica: 1, tunnel: t, healthyRun: 0, unhealthyRun: 1, rttMillis: nil), stamp: stamp)
         if withIdentity { s.apply(.instanceIdentity(tunnel: t, identity(t)), stamp: stamp) }
+    }
+    for t in up + down where withIdentity && !checkOn.contains(t) {
+        s.apply(.sourceDestCheck(tunnel: t, eniId: "eni-\(t)", enabled: false), stamp: stamp)
     }
     return s
 }
@@ -56,15 +60,34 @@ func target(_ tunnel: String) -> RouteTarget {
         var s = state(up: ["a"], withIdentity: false)
         s.apply(.observe(replica: 1, tunnel: "b", healthyRun: 1, unhealthyRun: 0, rttMillis: nil), stamp: Stamp(millis: 1000))
         s.apply(.instanceIdentity(tunnel: "b", identity("b")), stamp: Stamp(millis: 1000))
+        s.apply(.sourceDestCheck(tunnel: "b", eniId: "eni-b", enabled: false), stamp: Stamp(millis: 1000))
         let p = Planner.plan(route: route, state: s)
         #expect(p.target == target("b"))
         #expect(p.reason == .failover(skipped: [SkippedCandidate(tunnel: "a", why: .noInstance)]))
+    }
+
+    /// Issue #16: EC2 drops what an instance forwards while its interface's check is on.
+    @Test func aCandidateWhoseSourceDestCheckIsNotKnownOffIsSkipped() {
+        let p = Planner.plan(route: route, state: state(up: ["a", "b"], checkOn: ["a"]))
+        #expect(p.target == target("b"))
+        #expect(p.reason == .failover(skipped: [SkippedCandidate(tunnel: "a", why: .sourceDestCheckOn)]))
+        // A replacement starts without it, whatever its predecessor had.
+        var s = state(up: ["a", "b"])
+        s.apply(.instanceIdentity(tunnel: "a", InstanceIdentity(instanceId: "i-a2", eniId: "eni-a2", privateIP: "10.0.0.2")), stamp: Stamp(millis: 2000))
+        #expect(Planner.plan(route: route, state: s).target == target("b"))
+        s.apply(.sourceDestCheck(tunnel: "a", eniId: "eni-a", enabled: false), stamp: Stamp(millis: 3000))
+        #expect(Planner.plan(route: route, state: s).target == target("b"), "a read about the old interface says nothing of the new one")
+        s.apply(.sourceDestCheck(tunnel: "a", eniId: "eni-a2", enabled: false), stamp: Stamp(millis: 4000))
+        #expect(Planner.plan(route: route, state: s).target == RouteTarget(tunnel: "a", instanceId: "i-a2", eniId: "eni-a2"))
+        s.apply(.sourceDestCheck(tunnel: "a", eniId: "eni-a2", enabled: true), stamp: Stamp(millis: 5000))
+        #expect(Planner.plan(route: route, state: s).target == target("b"), "turned back on by hand")
     }
 
     @Test func instanceReplacementMovesTheTarget() {
         var s = state(up: ["a"])
         let new = InstanceIdentity(instanceId: "i-new", eniId: "eni-new", privateIP: "10.0.0.7")
         s.apply(.instanceIdentity(tunnel: "a", new), stamp: Stamp(millis: 5000))
+        s.apply(.sourceDestCheck(tunnel: "a", eniId: "eni-new", enabled: false), stamp: Stamp(millis: 5000))
         #expect(Planner.plan(route: route, state: s).target == RouteTarget(tunnel: "a", instanceId: "i-new", eniId: "eni-new"))
     }
 

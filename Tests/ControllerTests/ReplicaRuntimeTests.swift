@@ -44,6 +44,14 @@ final class FakeAWS: Sendable {
         /// Names Route 53 refuses: a batch holding one of them fails whole.
         var refusedNames: Set<String> = []
         var readDelay: Duration = .zero
+        /// Interfaces whose source/destination check is off; every other one has it on, as
+        /// EC2 gives a new instance's interfaces.
+        var checkOff: Set<String> = []
+        /// Route writes that pointed at an interface whose check was on at that moment.
+        var writesToCheckedInterfaces: [String] = []
+        /// Every check-off write, in order, beside the route writes: `order` below.
+        var order: [String] = []
+        var refuseCheckWrites = false
     }
 
     private let state = NIOLockedValueBox(State())
@@ -59,6 +67,15 @@ final class FakeAWS: Sendable {
     }
 
     var writes: [Write] { state.withLockedValue { $0.writes } }
+    var writesToCheckedInterfaces: [String] { state.withLockedValue { $0.writesToCheckedInterfaces } }
+    /// "check-off ENI" and "route TABLE DEST ENI", in the order the account saw them.
+    var order: [String] { state.withLockedValue { $0.order } }
+    func sourceDestCheckIsOff(_ eni: String) -> Bool { state.withLockedValue { $0.checkOff.contains(eni) } }
+    /// Turns an interface's check on (or off) by hand, as an operator or a launch template does.
+    func setSourceDestCheck(_ eni: String, on: Bool) {
+        state.withLockedValue { if on { $0.checkOff.remove(eni) } else { $0.checkOff.insert(eni) } }
+    }
+    func refuseCheckWrites(_ refuse: Bool) { state.withLockedValue { $0.refuseCheckWrites = refuse } }
     var routeEvents: [RouteEvent] { state.withLockedValue { $0.routeEvents } }
     func route(_ table: String, _ destination: String) -> String? { state.withLockedValue { $0.tables[table]?[destination] } }
     func record(_ name: String) -> String? { state.withLockedValue { $0.records[name] } }
@@ -118,6 +135,8 @@ final class FakeAWS: Sendable {
                 for r in routes {
                     guard case .networkInterface(let eni) = r.target else { continue }
                     s.writes.append(Write(token: fencing, what: "\(r.routeTableId) \(r.destination) \(eni)"))
+                    s.order.append("route \(r.routeTableId) \(r.destination) \(eni)")
+                    if !s.checkOff.contains(eni) { s.writesToCheckedInterfaces.append("\(r.routeTableId) \(r.destination) \(eni)") }
                     s.routeEvents.append(
                         .write(table: r.routeTableId, destination: r.destination, eni: eni, token: fencing, call: call, ret: aws.now()))
                     s.tables[r.routeTableId]?[r.destination] = eni
@@ -132,6 +151,25 @@ final class FakeAWS: Sendable {
                 return try await ensureRoutes([route], fencing: fencing, deadline: deadline)[route] ?? .unchanged
             } catch {
                 return .failed(error)
+            }
+        }
+
+        func sourceDestChecks(_ networkInterfaceIds: [String], deadline: NIODeadline) async throws -> [String: Bool] {
+            aws.state.withLockedValue { s in
+                Dictionary(uniqueKeysWithValues: Set(networkInterfaceIds).map { ($0, !s.checkOff.contains($0)) })
+            }
+        }
+
+        func disableSourceDestCheck(_ networkInterfaceId: String, fencing: FencingToken, deadline: NIODeadline) async throws -> String? {
+            try aws.state.withLockedValue { s in
+                if s.refuseCheckWrites {
+                    throw AWSError(service: "ec2", action: "ModifyNetworkInterfaceAttribute", httpStatus: 403, code: "UnauthorizedOperation",
+                                   message: "not authorized", requestID: "req-check")
+                }
+                s.writes.append(Write(token: fencing, what: "check-off \(networkInterfaceId)"))
+                s.order.append("check-off \(networkInterfaceId)")
+                s.checkOff.insert(networkInterfaceId)
+                return "req-\(s.writes.count)"
             }
         }
     }
@@ -205,7 +243,9 @@ final class InProcessCluster: Sendable {
     let checker = FakeChecker()
     private let running = NIOLockedValueBox<[UInt64: (assembly: ReplicaAssembly, task: Task<Void, any Error>)]>([:])
 
-    init() async throws {
+    /// `aws`: the config's `aws:` value; `checkOff`: interfaces whose source/destination
+    /// check is off from the start (every other one has it on, as EC2 launches them).
+    init(aws awsYAML: String = "{region: us-east-1}", checkOff: Set<String> = []) async throws {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("switchman-rt-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         let certs = CertificateDirectory(path: root.appendingPathComponent("certs").path)
@@ -221,7 +261,7 @@ final class InProcessCluster: Sendable {
                 - {id: 3, peer: "127.0.0.1:\(ports[2])", admin: "127.0.0.1:3", zone: c}
             tls: {ca: "\(certs.path)/ca.pem", cert: "\(certs.path)/member-{id}.pem", key: "\(certs.path)/member-{id}-key.pem"}
             dataDir: "\(root.path)/data-{id}"
-            aws: {region: us-east-1}
+            aws: \(awsYAML)
             tunnels:
               - name: vpn-a
                 instance: {tagKey: t, tagValue: vpn-a}
@@ -243,6 +283,7 @@ final class InProcessCluster: Sendable {
         guard let config = loaded.config else { throw TestFailure("config: \(loaded.diagnostics)") }
         self.config = config
         aws = FakeAWS(tables: ["rtb-a", "rtb-b"])
+        for eni in checkOff { aws.setSourceDestCheck(eni, on: false) }
         aws.setInstance("vpn-a", InstanceIdentity(instanceId: "i-a", eniId: "eni-a", privateIP: "10.0.0.10"))
         aws.setInstance("vpn-b", InstanceIdentity(instanceId: "i-b", eniId: "eni-b", privateIP: "10.0.1.10"))
         for id in UInt64(1)...3 { try await start(id) }
@@ -272,8 +313,9 @@ final class InProcessCluster: Sendable {
 
     /// Runs `body` on a fresh cluster and shuts it down afterwards, also when `body` throws.
     @discardableResult
-    static func with<T>(_ body: (InProcessCluster) async throws -> T) async throws -> T {
-        let c = try await InProcessCluster()
+    static func with<T>(aws: String = "{region: us-east-1}", checkOff: Set<String> = [],
+                        _ body: (InProcessCluster) async throws -> T) async throws -> T {
+        let c = try await InProcessCluster(aws: aws, checkOff: checkOff)
         let result: T
         do {
             result = try await body(c)
@@ -353,6 +395,60 @@ func poll(_ what: String, timeout: Duration = .seconds(90), _ condition: () asyn
                 if case .intent(let t, _) = e.kind { return t } else { return nil }
             })
             for w in writes { #expect(intents.contains(w.token), "write \(w) without a committed intent") }
+        }
+    }
+
+    /// Issue #16 item 1: EC2 drops what an instance forwards while its interface's
+    /// source/destination check is on, as it is on every instance EC2 launches. The leader
+    /// turns it off, fenced like a route write, before any route points at the interface,
+    /// also for a replacement; an interface whose check cannot be turned off is passed over.
+    @Test func aRouteGoesOnlyToAnInterfaceWhoseSourceDestCheckIsOff() async throws {
+        try await InProcessCluster.with { c in
+            let dest = "172.16.0.0/16"
+            try await poll("routes to vpn-a and vpn-b") { c.aws.route("rtb-a", dest) == "eni-a" && c.aws.route("rtb-b", dest) == "eni-b" }
+            c.aws.setInstance("vpn-a", InstanceIdentity(instanceId: "i-a2", eniId: "eni-a2", privateIP: "10.0.0.20"))
+            try await poll("routes follow the replacement") { c.aws.route("rtb-a", dest) == "eni-a2" }
+            #expect(c.aws.sourceDestCheckIsOff("eni-a2"))
+
+            // A replacement whose check AWS will not let us turn off is not a candidate.
+            c.aws.refuseCheckWrites(true)
+            c.aws.setInstance("vpn-a", InstanceIdentity(instanceId: "i-a3", eniId: "eni-a3", privateIP: "10.0.0.30"))
+            try await poll("vpn-a passed over for vpn-b") { c.aws.route("rtb-a", dest) == "eni-b" }
+            #expect(!c.aws.sourceDestCheckIsOff("eni-a3"))
+
+            #expect(c.aws.writesToCheckedInterfaces == [], "route writes to an interface with the check on")
+            let order = c.aws.order
+            for eni in ["eni-a", "eni-b", "eni-a2"] {
+                let off = order.firstIndex(of: "check-off \(eni)")
+                let route = order.firstIndex { $0.hasPrefix("route ") && $0.hasSuffix(" \(eni)") }
+                #expect(off != nil && route != nil && off! < route!, "\(eni): \(order)")
+            }
+            let leaderNow = try #require(await c.leader())
+            let state = try #require(c.replica(leaderNow)?.machine.state)
+            let intents = state.events.events.compactMap { e -> String? in
+                if case .intent(_, .disableSourceDestCheck(_, _, let eni)) = e.kind { return eni } else { return nil }
+            }
+            #expect(Set(intents).isSuperset(of: ["eni-a", "eni-b", "eni-a2", "eni-a3"]), "\(intents)")
+            let intentTokens = Set(state.events.events.compactMap { e -> FencingToken? in
+                if case .intent(let t, _) = e.kind { return t } else { return nil }
+            })
+            for w in c.aws.writes { #expect(intentTokens.contains(w.token), "write \(w) without a committed intent") }
+        }
+    }
+
+    /// With `enforceSourceDestCheck: false` the leader never changes the attribute: an
+    /// interface with the check on disqualifies its tunnel until an operator turns it off.
+    @Test func withoutEnforcementACheckedInterfaceIsPassedOverUntilFixedByHand() async throws {
+        try await InProcessCluster.with(aws: "{region: us-east-1, enforceSourceDestCheck: false}", checkOff: ["eni-b"]) { c in
+            let dest = "172.16.0.0/16"
+            try await poll("both routes to vpn-b") { c.aws.route("rtb-a", dest) == "eni-b" && c.aws.route("rtb-b", dest) == "eni-b" }
+            let leader = try #require(await c.leader())
+            let state = try #require(c.replica(leader)?.machine.state)
+            #expect(!(state.tunnels["vpn-a"]?.forwards ?? true))
+            c.aws.setSourceDestCheck("eni-a", on: false)
+            try await poll("rtb-a back to vpn-a once its check is off", timeout: .seconds(60)) { c.aws.route("rtb-a", dest) == "eni-a" }
+            #expect(!c.aws.order.contains { $0.hasPrefix("check-off") }, "\(c.aws.order)")
+            #expect(c.aws.writesToCheckedInterfaces == [])
         }
     }
 

@@ -25,6 +25,10 @@ func richScript() throws -> [(ControllerCommand, UInt64)] {
     add(.outcome(FencingToken(term: 4, index: 40), success: true, detail: "", requestId: "r-1"))
     add(.intent(FencingToken(term: 4, index: 41), .dns(zoneId: "Z", records: [DNSRecordWrite(name: "vpn-a.example", address: "10.0.0.2", ttl: 30), DNSRecordWrite(name: "vpn-b.example", address: "10.0.1.2", ttl: 60)])))
     add(.instanceIdentity(tunnel: "vpn-a", InstanceIdentity(instanceId: "i-new", eniId: "eni-new", privateIP: "10.0.0.2")))
+    add(.sourceDestCheck(tunnel: "vpn-b", eniId: "eni-vpn-b", enabled: false))
+    add(.intent(FencingToken(term: 4, index: 42), .disableSourceDestCheck(tunnel: "vpn-a", instanceId: "i-new", eniId: "eni-new")))
+    add(.outcome(FencingToken(term: 4, index: 42), success: true, detail: "", requestId: "r-3"))
+    add(.sourceDestCheck(tunnel: "vpn-ü", eniId: "eni-vpn-ü", enabled: true))
     add(.approveFailback(tunnel: "vpn-a", by: "ops"))
     add(.tick, after: 20_000)
     return script
@@ -58,6 +62,7 @@ let futureScript: [(ControllerCommand, UInt64)] = {
         let original = try build()
         #expect(original.tunnels.count == 3)
         #expect(!original.pending.isEmpty && !original.routeTargets.isEmpty && original.tunnels["vpn-b"]?.drain != nil)
+        #expect(original.tunnels["vpn-a"]?.forwardingENI == "eni-new" && original.tunnels["vpn-b"]?.forwardingENI == "eni-vpn-b")
         let bytes = StateCodec.encode(original)
         var restored = try StateCodec.decodeState(bytes)
         #expect(restored == original)

@@ -205,6 +205,8 @@ public struct AdminView: Sendable {
         case .failbackApproved(let t, let by): (kind, tunnel, text) = ("failbackApproved", t, "\(t): failback approved by \(by)")
         case .instanceDiscovered(let t, let i): (kind, tunnel, text) = ("instanceDiscovered", t, "\(t): instance \(i)")
         case .instanceReplaced(let t, let old, let new): (kind, tunnel, text) = ("instanceReplaced", t, "\(t): instance \(old) replaced by \(new)")
+        case .sourceDestCheck(let t, let eni, let enabled):
+            (kind, tunnel, text) = ("sourceDestCheck", t, "\(t): source/destination check of \(eni) is \(enabled ? "on: no route may point at it" : "off")")
         case .intent(let token, let write): (kind, tunnel, text) = ("intent", Self.tunnel(of: write), "intent \(token): \(Self.describe(write))")
         case .outcome(let token, let success, let detail, let requestId):
             (kind, tunnel, text) = ("outcome", nil, "outcome \(token): \(success ? "ok" : "failed") \(detail)\(requestId.isEmpty ? "" : " [request id \(requestId)]")")
@@ -219,14 +221,19 @@ public struct AdminView: Sendable {
     }
 
     static func tunnel(of write: ActuationWrite) -> String? {
-        if case .route(_, let target) = write { return target.tunnel }
-        return nil
+        switch write {
+        case .route(_, let target): return target.tunnel
+        case .disableSourceDestCheck(let tunnel, _, _): return tunnel
+        case .dns: return nil
+        }
     }
 
     static func describe(_ write: ActuationWrite) -> String {
         switch write {
         case .route(let key, let target): return "route \(key) → \(target)"
         case .dns(_, let records): return "DNS " + records.map(\.description).joined(separator: ", ")
+        case .disableSourceDestCheck(let tunnel, let instance, let eni):
+            return "source/destination check off on \(eni) (\(tunnel), \(instance))"
         }
     }
 }

@@ -94,6 +94,10 @@ public struct AWSConfig: Sendable, Equatable {
     /// eventually consistent): within it a read that disagrees with what we just wrote is
     /// not answered with another write.
     public var consistencyWindow: Duration = .seconds(5)
+    /// The leader turns off the source/destination check of every VPN instance's interface
+    /// before a route may point at it (EC2 drops forwarded traffic while it is on). Off: an
+    /// instance with the check on is not a qualified candidate, and the operator fixes it.
+    public var enforceSourceDestCheck: Bool = true
 
     public init(region: String, endpoint: String? = nil, profile: String? = nil) {
         self.region = region

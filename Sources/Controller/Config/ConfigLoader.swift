@@ -358,7 +358,7 @@ struct ConfigReader {
     }
 
     mutating func readAWS(_ at: Located) -> AWSConfig? {
-        guard let f = fields(at, allowed: ["region", "endpoint", "endpoints", "profile", "fips", "consistencyWindow"],
+        guard let f = fields(at, allowed: ["region", "endpoint", "endpoints", "profile", "fips", "consistencyWindow", "enforceSourceDestCheck"],
                              required: ["region"]) else { return nil }
         let region = region(f["region"])
         let endpoint = url(f["endpoint"])
@@ -371,6 +371,7 @@ struct ConfigReader {
         }
         let fips = bool(f["fips"]) ?? false
         let window = duration(f["consistencyWindow"])
+        let enforce = bool(f["enforceSourceDestCheck"])
         guard let region else { return nil }
         if fips {
             for r in Set([region] + Array(endpoints.ec2ByRegion.keys)) where !AWSPartition.hasEC2FIPS(region: r) {
@@ -381,6 +382,7 @@ struct ConfigReader {
         aws.endpoints = endpoints
         aws.fips = fips
         if let window { aws.consistencyWindow = window }
+        if let enforce { aws.enforceSourceDestCheck = enforce }
         return aws
     }
 

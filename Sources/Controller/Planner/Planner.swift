@@ -6,6 +6,9 @@ public enum SkipReason: Sendable, Hashable, CustomStringConvertible {
     case drained(reason: String)
     /// No VPN instance found for it yet: there is nothing to point the route at.
     case noInstance
+    /// Its interface's source/destination check is on, or not yet known to be off: EC2
+    /// would drop every packet the instance forwards.
+    case sourceDestCheckOn
 
     public var description: String {
         switch self {
@@ -13,6 +16,7 @@ public enum SkipReason: Sendable, Hashable, CustomStringConvertible {
         case .unknown: return "health not yet agreed"
         case .drained(let reason): return "drained (\(reason))"
         case .noInstance: return "no instance known"
+        case .sourceDestCheckOn: return "source/destination check not known to be off"
         }
     }
 }
@@ -100,6 +104,7 @@ public enum Planner {
         }
         if let drain = tunnel.drain { return .drained(reason: drain.reason) }
         if tunnel.identity == nil { return .noInstance }
+        if !tunnel.forwards { return .sourceDestCheckOn }
         return nil
     }
 }

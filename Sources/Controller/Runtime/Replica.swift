@@ -81,6 +81,11 @@ public actor ControllerReplica: Service {
     /// consistency window a read that still shows the old target is not answered with
     /// another write (at most one duplicate per window when the lag is longer).
     private var recentWrites: [RouteKey: (eni: String, at: ContinuousClock.Instant)] = [:]
+    /// Interfaces whose source/destination check this leader turned off, and when: within
+    /// the consistency window a read that still shows the check on is not believed.
+    private var recentCheckWrites: [String: ContinuousClock.Instant] = [:]
+    /// Interfaces whose check-off write AWS refused, and when to try again.
+    private var checkBackoff: [String: (attempts: Int, next: ContinuousClock.Instant)] = [:]
     /// Why a route was last recorded as not written, so each reason enters the log once.
     private var notWrittenReported: [RouteKey: String] = [:]
     /// A blackhole on a route's desired target is evidence that the instance behind it is
@@ -308,6 +313,8 @@ public actor ControllerReplica: Service {
                 backoff = [:]
                 recentWrites = [:]
                 notWrittenReported = [:]
+                recentCheckWrites = [:]
+                checkBackoff = [:]
                 dnsBackoff = [:]
                 dnsOneByOne = []
                 logger.notice("leading; writes wait out the lock-delay", metadata: [
@@ -333,6 +340,7 @@ public actor ControllerReplica: Service {
                 await discoverInstances()
                 seenInstanceChanges = machine.instanceChanges
             }
+            await reconcileSourceDestChecks(term: status.term)
             await reconcileRoutes(term: status.term)
         }
     }
@@ -411,6 +419,78 @@ public actor ControllerReplica: Service {
                 }
             default:
                 continue
+            }
+        }
+        await readSourceDestChecks()
+    }
+
+    /// What EC2 says of each known interface's source/destination check, into the log where
+    /// the state thinks otherwise. One DescribeNetworkInterfaces per region and discovery.
+    private func readSourceDestChecks() async {
+        let state = machine.state
+        var byRegion: [String: [(tunnel: String, eni: String, forwards: Bool)]] = [:]
+        for tunnel in config.tunnels {
+            guard let t = state.tunnels[tunnel.name], let identity = t.identity else { continue }
+            byRegion[tunnel.region ?? config.aws.region, default: []].append((tunnel.name, identity.eniId, t.forwards))
+        }
+        for (region, items) in byRegion.sorted(by: { $0.key < $1.key }) {
+            guard let ec2 = actuators.routes(region) else { continue }
+            let checks: [String: Bool]
+            do {
+                checks = try await ec2.sourceDestChecks(items.map(\.eni), deadline: readDeadline)
+            } catch {
+                logger.warning("source/destination checks could not be read", metadata: ["region": "\(region)", "error": "\(error)"])
+                continue
+            }
+            for item in items {
+                guard let enabled = checks[item.eni], enabled == item.forwards else { continue }
+                if enabled, let at = recentCheckWrites[item.eni], ContinuousClock.now - at < config.aws.consistencyWindow {
+                    // Our own write is not visible yet: moving routes away on that read
+                    // would be a failover caused by EC2's read lag.
+                    continue
+                }
+                if enabled {
+                    logger.warning("source/destination check is on: no route may point at the interface", metadata: [
+                        "tunnel": "\(item.tunnel)", "eni": "\(item.eni)",
+                        "fix": "\(config.aws.enforceSourceDestCheck ? "the leader turns it off" : "aws ec2 modify-network-interface-attribute --network-interface-id \(item.eni) --no-source-dest-check")",
+                    ])
+                }
+                do {
+                    try await proposeAsLeader(.sourceDestCheck(tunnel: item.tunnel, eniId: item.eni, enabled: enabled))
+                } catch {
+                    logger.debug("source/destination check not recorded", metadata: ["tunnel": "\(item.tunnel)", "error": "\(error)"])
+                }
+            }
+        }
+    }
+
+    /// Turns off the source/destination check of every known interface that is not yet known
+    /// to forward, each as a fenced write (intent, call, outcome), before any route may point
+    /// at it: done for every tunnel, not only the qualified ones, so a failover never waits
+    /// for it.
+    private func reconcileSourceDestChecks(term: UInt64) async {
+        guard config.aws.enforceSourceDestCheck, ContinuousClock.now - ledSince >= timing.lockDelay else { return }
+        let state = machine.state
+        for tunnel in config.tunnels {
+            guard let t = state.tunnels[tunnel.name], let identity = t.identity, !t.forwards else { continue }
+            if let b = checkBackoff[identity.eniId], ContinuousClock.now < b.next { continue }
+            guard let ec2 = actuators.routes(tunnel.region ?? config.aws.region) else { continue }
+            let eni = identity.eniId
+            let result = await actuate(.disableSourceDestCheck(tunnel: tunnel.name, instanceId: identity.instanceId, eniId: eni), term: term) { token, deadline in
+                let requestID = try await ec2.disableSourceDestCheck(eni, fencing: token, deadline: deadline)
+                return "source/destination check off\(requestID.map { " [request id \($0)]" } ?? "")"
+            }
+            switch result {
+            case .written:
+                recentCheckWrites[eni] = .now
+                checkBackoff[eni] = nil
+            case .refused:
+                let attempts = (checkBackoff[eni]?.attempts ?? 0) + 1
+                checkBackoff[eni] = (attempts, .now + .seconds(min(30, 1 << min(attempts, 5))))
+            case .notYetVisible:
+                checkBackoff[eni] = (checkBackoff[eni]?.attempts ?? 0, .now + .seconds(1))
+            case .notDone:
+                break
             }
         }
     }

@@ -36,6 +36,14 @@ public struct TunnelState: Sendable, Hashable {
     public var observations: [ReplicaID: Observation] = [:]
     public var drain: Drain?
     public var identity: InstanceIdentity?
+    /// The interface of `identity` whose source/destination check is known to be off (read
+    /// so by the leader, or turned off by a write whose outcome committed). Routes go only to
+    /// such an interface; a new identity starts without it.
+    public var forwardingENI: String?
+
+    /// Whether routes may point at the current identity's interface as far as EC2's
+    /// source/destination check goes.
+    public var forwards: Bool { identity.map { $0.eniId == forwardingENI } ?? false }
 
     public init() {}
 }
@@ -56,6 +64,9 @@ public enum EventKind: Sendable, Hashable {
     case failbackApproved(tunnel: String, by: String)
     case instanceDiscovered(tunnel: String, InstanceIdentity)
     case instanceReplaced(tunnel: String, old: InstanceIdentity, new: InstanceIdentity)
+    /// The source/destination check of a tunnel's interface changed as far as the state knows
+    /// (read by the leader, or turned off by a write).
+    case sourceDestCheck(tunnel: String, eniId: String, enabled: Bool)
     case intent(FencingToken, ActuationWrite)
     case outcome(FencingToken, success: Bool, detail: String, requestId: String)
     case outcomeWithoutIntent(FencingToken, success: Bool)
@@ -164,6 +175,7 @@ public struct FailoverState: Sendable, Hashable {
             let old = tunnels[name]?.identity
             guard old != identity else { break }
             tunnels[name, default: TunnelState()].identity = identity
+            if old?.eniId != identity.eniId { tunnels[name]?.forwardingENI = nil }
             if let old {
                 events.append(.instanceReplaced(tunnel: name, old: old, new: identity), at: now)
             } else {
@@ -171,6 +183,9 @@ public struct FailoverState: Sendable, Hashable {
             }
             directives.append(.instanceChanged(tunnel: name, old: old, new: identity))
             directives.append(.replan)
+
+        case .sourceDestCheck(let name, let eni, let enabled):
+            setSourceDestCheck(name, eni: eni, enabled: enabled, into: &directives)
 
         case .intent(let token, let write):
             guard pending[token] == nil else { break }
@@ -195,12 +210,30 @@ public struct FailoverState: Sendable, Hashable {
                 break
             }
             events.append(.outcome(token, success: success, detail: detail, requestId: requestId), at: now)
-            if success, case .route(let key, let target) = intent.write {
-                routeTargets[key] = target
+            if success {
+                switch intent.write {
+                case .route(let key, let target):
+                    routeTargets[key] = target
+                case .disableSourceDestCheck(let name, _, let eni):
+                    setSourceDestCheck(name, eni: eni, enabled: false, into: &directives)
+                case .dns:
+                    break
+                }
             }
             directives.append(.outcomeRecorded(token, success: success))
         }
         return directives
+    }
+
+    /// Only about the interface of the tunnel's current identity: a read or a write about an
+    /// interface it no longer has says nothing about the one it has now.
+    mutating func setSourceDestCheck(_ name: String, eni: String, enabled: Bool, into directives: inout [Directive]) {
+        guard let t = tunnels[name], t.identity?.eniId == eni else { return }
+        let forwarding: String? = enabled ? nil : eni
+        guard t.forwardingENI != forwarding else { return }
+        tunnels[name]?.forwardingENI = forwarding
+        events.append(.sourceDestCheck(tunnel: name, eniId: eni, enabled: enabled), at: now)
+        directives.append(.replan)
     }
 
     /// The verdict rules for one tunnel at `now` (docs/CONTROLLER.md).

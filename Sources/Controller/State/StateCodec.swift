@@ -40,9 +40,10 @@ extension StateCodecError {
 public enum StateCodec {
     /// The version of encoded commands (log entries).
     public static let version: UInt8 = 1
-    /// The version of snapshots. 2 adds each tunnel's `upEvidenceSince`; 1 is still read
+    /// The version of snapshots. 3 adds each tunnel's `forwardingENI`, 2 its
+    /// `upEvidenceSince`; 1 and 2 are still read
     /// (the streak then starts afresh, which only makes a failback wait one hold-down more).
-    public static let stateVersion: UInt8 = 2
+    public static let stateVersion: UInt8 = 3
     /// "SWFS": tells a controller snapshot from any other blob handed to the decoder.
     static let snapshotMagic: [UInt8] = [0x53, 0x57, 0x46, 0x53]
 
@@ -103,6 +104,7 @@ public enum StateCodec {
             } else {
                 w.bool(false)
             }
+            w.optionalString(t.forwardingENI)
         }
         let tokens = state.pending.keys.sorted()
         w.varint(UInt64(tokens.count))
@@ -134,7 +136,7 @@ public enum StateCodec {
         var r = StateReader(bytes)
         for m in snapshotMagic { guard try r.byte("magic") == m else { throw .badMagic } }
         let v = try r.byte("version")
-        guard v == 1 || v == stateVersion else { throw .unsupportedVersion(v) }
+        guard v >= 1 && v <= stateVersion else { throw .unsupportedVersion(v) }
         var state = FailoverState(policy: try r.policy())
         state.now = Stamp(millis: try r.varint("now"))
         let tunnelCount = try r.count("tunnels", minBytesEach: 8)
@@ -161,6 +163,7 @@ public enum StateCodec {
                 t.drain = Drain(reason: try r.string("drain reason"), by: try r.string("drain by"), since: Stamp(millis: try r.varint("drain since")))
             }
             if try r.bool("identity") { t.identity = try r.identity() }
+            if v >= 3 { t.forwardingENI = try r.optionalString("forwarding eni") }
             state.tunnels[name] = t
         }
         let pendingCount = try r.count("pending intents", minBytesEach: 4)
@@ -242,6 +245,15 @@ struct StateWriter {
         byte(k.destination.prefixLength)
     }
 
+    mutating func optionalString(_ v: String?) {
+        if let v {
+            bool(true)
+            string(v)
+        } else {
+            bool(false)
+        }
+    }
+
     mutating func target(_ t: RouteTarget) {
         string(t.tunnel)
         string(t.instanceId)
@@ -264,6 +276,11 @@ struct StateWriter {
                 string(record.address)
                 varint(UInt64(record.ttl))
             }
+        case .disableSourceDestCheck(let tunnel, let instance, let eni):
+            byte(4)
+            string(tunnel)
+            string(instance)
+            string(eni)
         }
     }
 
@@ -312,6 +329,11 @@ struct StateWriter {
             byte(10)
             routeKey(key)
             string(reason)
+        case .sourceDestCheck(let tunnel, let eni, let enabled):
+            byte(11)
+            string(tunnel)
+            string(eni)
+            bool(enabled)
         }
     }
 
@@ -382,6 +404,11 @@ struct StateWriter {
             byte(15)
             routeKey(key)
             string(reason)
+        case .sourceDestCheck(let tunnel, let eni, let enabled):
+            byte(16)
+            string(tunnel)
+            string(eni)
+            bool(enabled)
         }
     }
 }
@@ -417,6 +444,10 @@ struct StateReader {
 
     mutating func optionalVarint32(_ what: String) throws(StateCodecError) -> UInt32? {
         try bool(what) ? try varint32(what) : nil
+    }
+
+    mutating func optionalString(_ what: String) throws(StateCodecError) -> String? {
+        try bool(what) ? try string(what) : nil
     }
 
     mutating func optionalStamp(_ what: String) throws(StateCodecError) -> Stamp? {
@@ -491,6 +522,8 @@ struct StateReader {
                 records.append(DNSRecordWrite(name: try string("record name"), address: try string("address"), ttl: try varint32("ttl")))
             }
             return .dns(zoneId: zone, records: records)
+        case 4:
+            return .disableSourceDestCheck(tunnel: try string("tunnel"), instanceId: try string("instance id"), eniId: try string("eni id"))
         default:
             throw .invalidValue(what: "write kind")
         }
@@ -520,6 +553,8 @@ struct StateReader {
             return .outcome(try token(), success: try bool("success"), detail: try string("detail"), requestId: try string("request id"))
         case 10:
             return .routeNotWritten(try routeKey(), reason: try string("reason"))
+        case 11:
+            return .sourceDestCheck(tunnel: try string("tunnel"), eniId: try string("eni id"), enabled: try bool("enabled"))
         default:
             throw .invalidValue(what: "command kind")
         }
@@ -557,6 +592,8 @@ struct StateReader {
             return .policyChanged(try policy())
         case 15:
             return .routeNotWritten(try routeKey(), reason: try string("reason"))
+        case 16:
+            return .sourceDestCheck(tunnel: try string("tunnel"), eniId: try string("eni id"), enabled: try bool("enabled"))
         default:
             throw .invalidValue(what: "event kind")
         }

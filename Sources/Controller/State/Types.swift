@@ -111,6 +111,9 @@ public enum ActuationWrite: Sendable, Hashable {
     case route(RouteKey, target: RouteTarget)
     /// One Route 53 ChangeBatch: every record of one zone that a pass found out of date.
     case dns(zoneId: String, records: [DNSRecordWrite])
+    /// Turns off the source/destination check of the interface routes to `tunnel` name: a
+    /// VPN instance forwards other hosts' traffic, which EC2 drops while the check is on.
+    case disableSourceDestCheck(tunnel: String, instanceId: String, eniId: String)
 }
 
 /// One A record upserted by a `.dns` write.
@@ -142,6 +145,8 @@ public enum ControllerCommand: Sendable, Hashable {
     /// With automatic failback off, lets one failback happen once the tunnel qualifies.
     case approveFailback(tunnel: String, by: String)
     case instanceIdentity(tunnel: String, InstanceIdentity)
+    /// What the leader read of the source/destination check of the tunnel's interface.
+    case sourceDestCheck(tunnel: String, eniId: String, enabled: Bool)
     case intent(FencingToken, ActuationWrite)
     case outcome(FencingToken, success: Bool, detail: String, requestId: String)
     /// The leader looked at a managed route and chose not to write it (it points at a gateway
