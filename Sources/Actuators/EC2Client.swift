@@ -226,15 +226,25 @@ public final class EC2Client: Sendable {
     /// would be allowed. Other errors (a bad table or target) are thrown.
     public func dryRunRouteWrite(create: Bool, routeTableId: String, destination: String, target: RouteTarget,
                                  deadline: NIODeadline? = nil) async throws -> DryRunResult {
-        var params = [("RouteTableId", routeTableId), Self.destinationParam(destination), ("DryRun", "true")]
+        var params = [("RouteTableId", routeTableId), Self.destinationParam(destination)]
         switch target {
         case .instance(let id): params.append(("InstanceId", id))
         case .networkInterface(let id): params.append(("NetworkInterfaceId", id))
         }
+        return try await dryRun(create ? "CreateRoute" : "ReplaceRoute", params, deadline: deadline)
+    }
+
+    /// `modifySourceDestCheck(enabled: false)` with `DryRun`.
+    public func dryRunDisableSourceDestCheck(networkInterfaceId: String, deadline: NIODeadline? = nil) async throws -> DryRunResult {
+        try await dryRun("ModifyNetworkInterfaceAttribute", [("NetworkInterfaceId", networkInterfaceId), ("SourceDestCheck.Value", "false")],
+                         deadline: deadline)
+    }
+
+    private func dryRun(_ action: String, _ params: [(String, String)], deadline: NIODeadline?) async throws -> DryRunResult {
         do {
-            let root = try await call(create ? "CreateRoute" : "ReplaceRoute", params, idempotency: .safe, fencing: nil, deadline: deadline)
+            let root = try await call(action, params + [("DryRun", "true")], idempotency: .safe, fencing: nil, deadline: deadline)
             // Only an emulator that ignores DryRun answers 2xx, and then it has written.
-            throw AWSClientError.invalidResponse("\(create ? "CreateRoute" : "ReplaceRoute") with DryRun=true succeeded (request id \(root.string("requestId") ?? "none")): this endpoint ignores DryRun and applied the write")
+            throw AWSClientError.invalidResponse("\(action) with DryRun=true succeeded (request id \(root.string("requestId") ?? "none")): this endpoint ignores DryRun and applied the write")
         } catch let error as AWSError where error.code == "DryRunOperation" {
             return .allowed
         } catch let error as AWSError where error.code == "UnauthorizedOperation" {

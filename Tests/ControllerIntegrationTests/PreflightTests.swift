@@ -17,10 +17,11 @@ extension ClusterTests {
             let allowed = try await SwitchmanBinary.run(["preflight", "--config", path], environment: env)
             #expect(allowed.status == 0, "preflight: \(allowed.stdout)\(allowed.stderr)")
             #expect(allowed.stdout.contains("ReplaceRoute allowed (DryRun)"), "\(allowed.stdout)")
+            #expect(allowed.stdout.contains("ModifyNetworkInterfaceAttribute allowed (DryRun)"), "\(allowed.stdout)")
             #expect(allowed.stdout.contains("credentials") && allowed.stdout.contains("environment"), "names the credentials source")
             #expect(allowed.stdout.contains("hostedZone"))
 
-            try proxy.set(["dryrun": true, "aws_errors": true, "deny": ["ReplaceRoute", "CreateRoute"]])
+            try proxy.set(["dryrun": true, "aws_errors": true, "deny": ["ReplaceRoute", "CreateRoute", "ModifyNetworkInterfaceAttribute"]])
             let denied = try await SwitchmanBinary.run(["preflight", "--config", path, "--json"], environment: env)
             #expect(denied.status == 1, "preflight with writes denied: \(denied.stdout)\(denied.stderr)")
             let checks = try #require(try JSONSerialization.jsonObject(with: Data(denied.stdout.utf8)) as? [[String: Any]])
@@ -28,6 +29,8 @@ extension ClusterTests {
             #expect(!writes.isEmpty && writes.allSatisfy { $0["ok"] as? Bool == false && ($0["detail"] as? String ?? "").contains("UnauthorizedOperation") },
                     "\(writes)")
             #expect(checks.filter { $0["check"] as? String == "instance" }.allSatisfy { $0["ok"] as? Bool == true })
+            let checkWrites = checks.filter { $0["check"] as? String == "sourceDestCheck" }
+            #expect(checkWrites.count == world.vpnInstances.count && checkWrites.allSatisfy { $0["ok"] as? Bool == false }, "\(checkWrites)")
 
             // Nothing was written: awscli reads moto itself.
             #expect(try await world.routeTargets(destination: world.remoteCIDR) == before)

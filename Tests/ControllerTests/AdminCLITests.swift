@@ -31,7 +31,7 @@ private let sampleMembers = [
 private let sampleTunnels = [
     AdminTunnel(
         name: "a-vpn1", state: "up", stale: false, drained: false, since: sampleTime,
-        instance: AdminInstance(instanceId: "i-0abc", eniId: "eni-1", privateIP: "10.0.1.20"),
+        instance: AdminInstance(instanceId: "i-0abc", eniId: "eni-1", privateIP: "10.0.1.20", forwards: true),
         observations: [
             AdminObservation(replica: 1, healthyRun: 5, unhealthyRun: 0, rttMillis: 3, ageMillis: 200, fresh: true),
             AdminObservation(replica: 2, healthyRun: 4, unhealthyRun: 0, ageMillis: 900, fresh: true),
@@ -80,6 +80,17 @@ private func expectAligned(_ rows: [String], sourceLocation: SourceLocation = #_
 
 @Suite("AdminFormat")
 struct AdminFormatTests {
+    /// Issue #16: a tunnel passed over because EC2 would drop what its instance forwards
+    /// says so where an operator looks first.
+    @Test func aTunnelWhoseSourceDestCheckIsOnSaysSoInTheTunnelsTable() {
+        var tunnel = sampleTunnels[0]
+        tunnel.instance?.forwards = false
+        let text = AdminFormat.render(AdminTunnels(cluster: "prod", answeredBy: 1, leader: 1, term: 3, consistency: "linearizable", tunnels: [tunnel]))
+        #expect(text.contains("i-0abc 10.0.1.20 (source/dest check on: not a candidate)"), "\(text)")
+        let fine = AdminFormat.render(AdminTunnels(cluster: "prod", answeredBy: 1, leader: 1, term: 3, consistency: "linearizable", tunnels: [sampleTunnels[0]]))
+        #expect(!fine.contains("source/dest check"))
+    }
+
     @Test func tableAlignsColumnsAndPadsAllButTheLast() {
         var table = AdminTable(headers: ["ID", "ZONE", "NOTE"])
         table.append(["1", "us-east-1a", "x"])
@@ -264,7 +275,7 @@ struct AdminJSONTests {
         tunnels: [
             AdminTunnel(
                 name: "a-vpn1", state: "up", stale: false, drained: true, drainReason: "maintenance", drainedBy: "client/alice", since: sampleTime,
-                instance: AdminInstance(instanceId: "i-0abc", eniId: "eni-1", privateIP: "10.0.1.20"),
+                instance: AdminInstance(instanceId: "i-0abc", eniId: "eni-1", privateIP: "10.0.1.20", forwards: true),
                 observations: [AdminObservation(replica: 1, healthyRun: 5, unhealthyRun: 0, rttMillis: 3, ageMillis: 200, fresh: true)])
         ],
         routes: [

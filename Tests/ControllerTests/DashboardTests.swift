@@ -30,7 +30,7 @@ private func sampleStatus(consistency: String = "linearizable", drainReason: Str
         tunnels: [
             AdminTunnel(
                 name: "a-vpn1", state: "up", stale: false, drained: drainReason != nil, drainReason: drainReason, drainedBy: drainReason.map { _ in "client/alice" },
-                since: fixedTime, instance: AdminInstance(instanceId: "i-0abc", eniId: "eni-1", privateIP: "10.0.1.20"),
+                since: fixedTime, instance: AdminInstance(instanceId: "i-0abc", eniId: "eni-1", privateIP: "10.0.1.20", forwards: true),
                 observations: [
                     AdminObservation(replica: 1, healthyRun: 5, unhealthyRun: 0, rttMillis: 3, ageMillis: 200, fresh: true),
                     AdminObservation(replica: 2, healthyRun: 4, unhealthyRun: 0, ageMillis: 300, fresh: true),

@@ -143,7 +143,9 @@ public enum AdminFormat {
         var table = AdminTable(headers: ["NAME", "STATE", "DRAINED", "INSTANCE", "OBSERVATIONS"])
         for tunnel in tunnels {
             let state = tunnel.stale ? "\(tunnel.state) (stale)" : tunnel.state
-            let instance = tunnel.instance.map { "\($0.instanceId) \($0.privateIP)" } ?? "-"
+            let instance = tunnel.instance.map {
+                "\($0.instanceId) \($0.privateIP)" + ($0.forwards == false ? " (source/dest check on: not a candidate)" : "")
+            } ?? "-"
             table.append([tunnel.name, state, yesNo(tunnel.drained), instance, observations(tunnel.observations)])
         }
         return table

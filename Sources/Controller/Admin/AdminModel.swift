@@ -43,6 +43,9 @@ public struct AdminInstance: Codable, Sendable, Hashable {
     public var instanceId: String
     public var eniId: String
     public var privateIP: String
+    /// Whether the interface's source/destination check is known to be off, so routes may
+    /// point at it (nil from a replica that predates the check).
+    public var forwards: Bool?
 }
 
 public struct AdminTunnel: Codable, Sendable, Hashable {

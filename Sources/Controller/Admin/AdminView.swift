@@ -138,7 +138,9 @@ public struct AdminView: Sendable {
             return AdminTunnel(
                 name: name, state: "\(t.verdict)", stale: t.stale, drained: t.drain != nil, drainReason: t.drain?.reason,
                 drainedBy: t.drain?.by, since: t.verdictSince.map(Self.date),
-                instance: t.identity.map { AdminInstance(instanceId: $0.instanceId, eniId: $0.eniId, privateIP: $0.privateIP) },
+                instance: t.identity.map {
+                    AdminInstance(instanceId: $0.instanceId, eniId: $0.eniId, privateIP: $0.privateIP, forwards: t.forwards)
+                },
                 observations: observations)
         }
     }

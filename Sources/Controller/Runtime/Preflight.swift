@@ -52,6 +52,27 @@ public enum Preflight {
             }
         }
 
+        // The leader's first write for each interface (aws.enforceSourceDestCheck).
+        if config.aws.enforceSourceDestCheck {
+            for tunnel in config.tunnels {
+                guard let identity = known[tunnel.name], let ec2 = aws.ec2[tunnel.region ?? config.aws.region] else { continue }
+                let subject = "\(tunnel.name) \(identity.eniId)"
+                do {
+                    switch try await ec2.dryRunDisableSourceDestCheck(networkInterfaceId: identity.eniId, deadline: until()) {
+                    case .allowed:
+                        checks.append(PreflightCheck(check: "sourceDestCheck", subject: subject, ok: true,
+                                                     detail: "ModifyNetworkInterfaceAttribute allowed (DryRun)"))
+                    case .denied(let why):
+                        checks.append(PreflightCheck(check: "sourceDestCheck", subject: subject, ok: false,
+                                                     detail: "ModifyNetworkInterfaceAttribute denied by IAM: \(why)"))
+                    }
+                } catch {
+                    checks.append(PreflightCheck(check: "sourceDestCheck", subject: subject, ok: false,
+                                                 detail: "ModifyNetworkInterfaceAttribute (DryRun): \(error)"))
+                }
+            }
+        }
+
         let byRegion = Dictionary(grouping: config.routes) { $0.region ?? config.aws.region }
         for (region, routes) in byRegion.sorted(by: { $0.key < $1.key }) {
             guard let ec2 = aws.ec2[region] else { continue }
