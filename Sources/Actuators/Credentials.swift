@@ -343,6 +343,19 @@ public struct IMDSCredentialsProvider: CredentialsProvider {
         return AWSCredentials(accessKeyID: id, secretAccessKey: secret, sessionToken: decoded.Token, expiration: expiration)
     }
 
+    /// The id of the instance this process runs on (`meta-data/instance-id`), through the
+    /// same IMDSv2 session as the credentials; nil when IMDS is disabled.
+    public func instanceID(logger: Logger) async throws -> String? {
+        if disabled { return nil }
+        let token = try await call("PUT", "/latest/api/token", headers: [("X-aws-ec2-metadata-token-ttl-seconds", "60")], logger: logger)
+        let id = try await call("GET", "/latest/meta-data/instance-id", headers: [("X-aws-ec2-metadata-token", token)], logger: logger)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        guard id.hasPrefix("i-"), id.count <= 32, id.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) else {
+            throw CredentialsError.imds("instance-id is not an instance id: \(id.prefix(40))")
+        }
+        return id
+    }
+
     private func call(_ method: String, _ path: String, headers: [(String, String)], logger: Logger) async throws -> String {
         var request = HTTPClientRequest(url: endpoint + path)
         request.method = HTTPMethod(rawValue: method)

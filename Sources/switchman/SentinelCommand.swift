@@ -1,3 +1,4 @@
+import Actuators
 import ArgumentParser
 import Controller
 import Foundation
@@ -39,6 +40,11 @@ struct SentinelCommand: AsyncParsableCommand {
 
     @Option(name: .long, help: "Listen here instead of the tunnel's `sentinel:` address (host:port; port 0 picks one).")
     var listen: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "The EC2 instance this sentinel runs on (default: SWITCHMAN_INSTANCE_ID, else IMDSv2).",
+        discussion: "Replicas count this sentinel's verdict only while the tunnel's current instance is this one, so a replacement earns its own."))
+    var instanceId: String?
 
     @OptionGroup var log: LogOptions
 
@@ -83,6 +89,8 @@ struct SentinelCommand: AsyncParsableCommand {
             throw ExitCode.failure
         }
 
+        let instance = await Self.instanceID(flag: instanceId, environment: ProcessInfo.processInfo.environment, logger: logger)
+
         let icmpTargets = tunnelConfig.probes.filter { if case .icmp = $0 { return true } else { return false } }.count
         // One thread per ICMP target: their blocking polls run side by side within a round.
         let threadPool = NIOThreadPool(numberOfThreads: max(2, icmpTargets))
@@ -90,7 +98,7 @@ struct SentinelCommand: AsyncParsableCommand {
         let prober = LiveTargetProber(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, threadPool: threadPool)
         let sentinel = Sentinel(
             tunnel: tunnelConfig, health: settings.health, prober: prober, credentials: credentials,
-            listen: listen.flatMap(Self.parseListen), logger: logger)
+            listen: listen.flatMap(Self.parseListen), instanceId: instance, logger: logger)
         do {
             try await sentinel.start()
         } catch {
@@ -114,6 +122,19 @@ struct SentinelCommand: AsyncParsableCommand {
         }
         await prober.shutdown()
         try? await threadPool.shutdownGracefully()
+    }
+
+    /// The flag, then SWITCHMAN_INSTANCE_ID, then IMDSv2. Without any, the sentinel still
+    /// serves, and replicas cannot tell it from a sentinel on another instance of the tunnel.
+    static func instanceID(flag: String?, environment: [String: String], logger: Logger) async -> String? {
+        if let flag, !flag.isEmpty { return flag }
+        if let env = environment["SWITCHMAN_INSTANCE_ID"], !env.isEmpty { return env }
+        do {
+            if let id = try await IMDSCredentialsProvider(environment: environment).instanceID(logger: logger) { return id }
+        } catch {
+            logger.warning("the instance id is unknown (no --instance-id, no SWITCHMAN_INSTANCE_ID, IMDSv2 did not answer): replicas cannot tell this sentinel from one on a replaced instance", metadata: ["error": "\(error)"])
+        }
+        return nil
     }
 
     private func fail(_ message: String) {

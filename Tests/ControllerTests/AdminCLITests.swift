@@ -251,7 +251,7 @@ struct AdminJSONTests {
           "tunnels": [
             {"name": "a-vpn1", "state": "up", "stale": false, "drained": true, "drainReason": "maintenance",
              "drainedBy": "client/alice", "since": "2024-05-01T12:00:00Z",
-             "instance": {"instanceId": "i-0abc", "eniId": "eni-1", "privateIP": "10.0.1.20"},
+             "instance": {"instanceId": "i-0abc", "eniId": "eni-1", "privateIP": "10.0.1.20", "forwards": true},
              "observations": [
                {"replica": 1, "healthyRun": 5, "unhealthyRun": 0, "rttMillis": 3, "ageMillis": 200, "fresh": true}
              ]}

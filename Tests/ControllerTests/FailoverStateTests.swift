@@ -66,6 +66,30 @@ struct Harness {
         #expect(events.count == 2)
     }
 
+    /// Issue #16 item 3: a replacement starts without a verdict, and only its own sentinel's
+    /// healthy rounds count for it; observations still about the old instance do not.
+    @Test func aReplacementEarnsItsVerdictFromItsOwnSentinel() {
+        var h = Harness(fall: 3, rise: 3, minimumObservers: 2)
+        h.apply(.instanceIdentity(tunnel: "t1", InstanceIdentity(instanceId: "i-1", eniId: "eni-1", privateIP: "10.0.0.1")))
+        for r: ReplicaID in 1...3 { h.apply(.observe(replica: r, tunnel: "t1", healthyRun: 5, unhealthyRun: 0, rttMillis: 1, instanceId: "i-1")) }
+        #expect(h.verdict() == .up)
+        h.advance(100)
+        let d = h.apply(.instanceIdentity(tunnel: "t1", InstanceIdentity(instanceId: "i-2", eniId: "eni-2", privateIP: "10.0.0.2")))
+        #expect(h.verdict() == .unknown && d.contains(.verdictChanged(tunnel: "t1", from: .up, to: .unknown)))
+        #expect(h.state.tunnels["t1"]?.observations.isEmpty == true)
+        // In flight from before the replicas saw the replacement, or the old instance's
+        // sentinel still answering: not evidence for i-2.
+        for r: ReplicaID in 1...3 { h.apply(.observe(replica: r, tunnel: "t1", healthyRun: 9, unhealthyRun: 0, rttMillis: 1, instanceId: "i-1")) }
+        #expect(h.verdict() == .unknown)
+        h.apply(.observe(replica: 1, tunnel: "t1", healthyRun: 3, unhealthyRun: 0, rttMillis: 1, instanceId: "i-2"))
+        #expect(h.verdict() == .unknown, "one of three")
+        h.apply(.observe(replica: 2, tunnel: "t1", healthyRun: 3, unhealthyRun: 0, rttMillis: 1, instanceId: "i-2"))
+        #expect(h.verdict() == .up)
+        // The same instance rediscovered with another address keeps its verdict.
+        h.apply(.instanceIdentity(tunnel: "t1", InstanceIdentity(instanceId: "i-2", eniId: "eni-2", privateIP: "10.0.0.3")))
+        #expect(h.verdict() == .up)
+    }
+
     @Test func startsUnknownAndGoesUpOnAMajority() {
         var h = Harness()
         #expect(h.verdict() == .unknown)

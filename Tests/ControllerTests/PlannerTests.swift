@@ -74,6 +74,8 @@ func target(_ tunnel: String) -> RouteTarget {
         // A replacement starts without it, whatever its predecessor had.
         var s = state(up: ["a", "b"])
         s.apply(.instanceIdentity(tunnel: "a", InstanceIdentity(instanceId: "i-a2", eniId: "eni-a2", privateIP: "10.0.0.2")), stamp: Stamp(millis: 2000))
+        s.apply(.observe(replica: 1, tunnel: "a", healthyRun: 1, unhealthyRun: 0, rttMillis: nil, instanceId: "i-a2"), stamp: Stamp(millis: 2000))
+        #expect(s.verdict(of: "a") == .up)
         #expect(Planner.plan(route: route, state: s).target == target("b"))
         s.apply(.sourceDestCheck(tunnel: "a", eniId: "eni-a", enabled: false), stamp: Stamp(millis: 3000))
         #expect(Planner.plan(route: route, state: s).target == target("b"), "a read about the old interface says nothing of the new one")
@@ -87,6 +89,8 @@ func target(_ tunnel: String) -> RouteTarget {
         var s = state(up: ["a"])
         let new = InstanceIdentity(instanceId: "i-new", eniId: "eni-new", privateIP: "10.0.0.7")
         s.apply(.instanceIdentity(tunnel: "a", new), stamp: Stamp(millis: 5000))
+        #expect(Planner.plan(route: route, state: s).target == nil, "a replacement starts without a verdict")
+        s.apply(.observe(replica: 1, tunnel: "a", healthyRun: 1, unhealthyRun: 0, rttMillis: nil, instanceId: "i-new"), stamp: Stamp(millis: 5000))
         s.apply(.sourceDestCheck(tunnel: "a", eniId: "eni-new", enabled: false), stamp: Stamp(millis: 5000))
         #expect(Planner.plan(route: route, state: s).target == RouteTarget(tunnel: "a", instanceId: "i-new", eniId: "eni-new"))
     }

@@ -228,10 +228,14 @@ final class FakeAWS: Sendable {
 /// Tunnel health as the test sets it.
 final class FakeChecker: TunnelChecker {
     private let healthy = NIOLockedValueBox<[String: Bool]>([:])
+    private let instances = NIOLockedValueBox<[String: String]>([:])
     func set(_ tunnel: String, _ up: Bool) { healthy.withLockedValue { $0[tunnel] = up } }
+    /// The instance the tunnel's sentinel says it runs on (none: it does not say).
+    func setSentinelInstance(_ tunnel: String, _ instance: String?) { instances.withLockedValue { $0[tunnel] = instance } }
     func check(_ tunnel: TunnelConfig, timeout: Duration) async -> TunnelCheck {
         let up = healthy.withLockedValue { $0[tunnel.name] ?? true }
-        return TunnelCheck(healthy: up, rttMillis: 1, detail: up ? "ok" : "scripted failure")
+        return TunnelCheck(healthy: up, rttMillis: 1, detail: up ? "ok" : "scripted failure",
+                           instanceId: instances.withLockedValue { $0[tunnel.name] })
     }
 }
 
@@ -433,6 +437,27 @@ func poll(_ what: String, timeout: Duration = .seconds(90), _ condition: () asyn
                 if case .intent(let t, _) = e.kind { return t } else { return nil }
             })
             for w in c.aws.writes { #expect(intentTokens.contains(w.token), "write \(w) without a committed intent") }
+        }
+    }
+
+    /// Issue #16 item 3: a replacement is not a candidate on its predecessor's verdict, nor on
+    /// the old instance's sentinel still answering; routes go to it once its own sentinel has
+    /// said healthy `rise` times (vpn-b carries rtb-a meanwhile).
+    @Test func aReplacementGetsRoutesOnlyOnItsOwnSentinelsVerdict() async throws {
+        try await InProcessCluster.with { c in
+            let dest = "172.16.0.0/16"
+            c.checker.setSentinelInstance("vpn-a", "i-a")
+            c.checker.setSentinelInstance("vpn-b", "i-b")
+            try await poll("routes to vpn-a and vpn-b") { c.aws.route("rtb-a", dest) == "eni-a" && c.aws.route("rtb-b", dest) == "eni-b" }
+            c.aws.setInstance("vpn-a", InstanceIdentity(instanceId: "i-a2", eniId: "eni-a2", privateIP: "10.0.0.20"))
+            try await poll("rtb-a to vpn-b while the old sentinel answers for vpn-a") { c.aws.route("rtb-a", dest) == "eni-b" }
+            // Several more probe rounds: the old sentinel's healthy answers never count.
+            let leader = try #require(await c.leader())
+            let replica = try #require(c.replica(leader))
+            try await poll("vpn-a judged down on the wrong sentinel's answers") { replica.machine.state.verdict(of: "vpn-a") == .down }
+            #expect(c.aws.route("rtb-a", dest) == "eni-b")
+            c.checker.setSentinelInstance("vpn-a", "i-a2")
+            try await poll("rtb-a to the replacement once its own sentinel says healthy") { c.aws.route("rtb-a", dest) == "eni-a2" }
         }
     }
 

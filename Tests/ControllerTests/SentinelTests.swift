@@ -78,12 +78,12 @@ struct SentinelTests {
 
     /// A sentinel for `tunnel` on a free loopback port, with one round done.
     static func withSentinel(
-        _ pki: SentinelPKI, tunnel name: String = "vpn1", prober: ScriptedProber = ScriptedProber(),
+        _ pki: SentinelPKI, tunnel name: String = "vpn1", prober: ScriptedProber = ScriptedProber(), instanceId: String? = nil,
         _ body: (Sentinel, TunnelConfig) async throws -> Void
     ) async throws {
         let server = Sentinel(
             tunnel: tunnelConfig(name, port: 1, probes: [a, b]), health: .defaults, prober: prober, credentials: try pki.credentials(for: name),
-            listen: HostPort(host: "127.0.0.1", port: 0), logger: quietLogger())
+            listen: HostPort(host: "127.0.0.1", port: 0), instanceId: instanceId, logger: quietLogger())
         let task = Task { try await server.run() }
         try await eventually("the sentinel to listen") { server.localAddress?.port != nil }
         let port = try #require(server.localAddress?.port)
@@ -97,6 +97,19 @@ struct SentinelTests {
         }
         task.cancel()
         _ = await task.result
+    }
+
+    /// Issue #16 item 3: the report names the instance the sentinel runs on, and the replica's
+    /// check carries it on, so a verdict can be matched to the tunnel's current instance.
+    @Test func theReportNamesTheInstanceAndTheCheckCarriesIt() async throws {
+        let pki = try SentinelPKI(tunnels: ["vpn1"])
+        try await Self.withSentinel(pki, instanceId: "i-0abc123") { server, tunnel in
+            #expect(server.report.instanceId == "i-0abc123")
+            let client = try pki.memberClient()
+            let check = await SentinelTunnelChecker(prober: client).check(tunnel, timeout: .seconds(10))
+            await client.shutdown()
+            #expect(check.healthy && check.instanceId == "i-0abc123", "\(check)")
+        }
     }
 
     @Test func membersAndOperatorsReadTheVerdict() async throws {
@@ -193,7 +206,9 @@ struct SentinelTests {
             let body = try await response.body.collect(upTo: 1 << 20)
             let object = try #require(try JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any])
             #expect(
-                Set(object.keys) == ["tunnel", "healthy", "healthyRun", "unhealthyRun", "round", "checkedAt", "require", "targets", "history"])
+                Set(object.keys) == ["tunnel", "healthy", "healthyRun", "unhealthyRun", "round", "checkedAt", "require", "targets", "history",
+                                     "instanceId"])
+            #expect(object["instanceId"] is NSNull, "a sentinel told no instance says so explicitly")
             #expect(object["tunnel"] as? String == "vpn1")
             #expect(object["healthy"] as? Bool == true)
             let checkedAt = try #require(object["checkedAt"] as? String)

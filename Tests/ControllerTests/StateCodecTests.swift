@@ -90,6 +90,7 @@ let futureScript: [(ControllerCommand, UInt64)] = {
         let commands = try richScript().map(\.0) + futureScript.map(\.0) + [
             .observe(replica: .max, tunnel: "", healthyRun: .max, unhealthyRun: .max, rttMillis: .max),
             .undrain(tunnel: "x", by: "y"),
+            .observe(replica: 2, tunnel: "vpn-a", healthyRun: 3, unhealthyRun: 0, rttMillis: nil, instanceId: "i-0abc"),
         ]
         for c in commands {
             #expect(try StateCodec.decodeCommand(StateCodec.encode(c)) == c)

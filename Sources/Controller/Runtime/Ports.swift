@@ -8,11 +8,14 @@ public struct TunnelCheck: Sendable, Hashable {
     public var healthy: Bool
     public var rttMillis: UInt32?
     public var detail: String
+    /// The instance the answer came from (the sentinel's own report), when it said.
+    public var instanceId: String?
 
-    public init(healthy: Bool, rttMillis: UInt32? = nil, detail: String = "") {
+    public init(healthy: Bool, rttMillis: UInt32? = nil, detail: String = "", instanceId: String? = nil) {
         self.healthy = healthy
         self.rttMillis = rttMillis
         self.detail = detail
+        self.instanceId = instanceId
     }
 }
 

@@ -229,10 +229,13 @@ public actor ControllerReplica: Service {
         /// The term in which it was sent: a forwarded observation dies with a leader that
         /// crashed before appending it, so a new term means sending again.
         var sentTerm: UInt64 = 0
+        /// The tunnel's instance these runs were counted for.
+        var instance: String? = nil
     }
 
     private func probeLoop() async {
         var runs: [String: Runs] = [:]
+        var unidentifiedSentinels: Set<String> = []
         // Rounds in a row in which no observation reached a leader: a replica cut off from
         // the others says so in its log (first time, then every 10 rounds).
         var unsubmitted = 0
@@ -250,9 +253,27 @@ public actor ControllerReplica: Service {
             var failedSubmissions = 0
             var lastError = ""
             let term = await node.status.term
+            let state = machine.state
             for tunnel in config.tunnels {
-                guard let check = checks[tunnel.name] else { continue }
+                guard var check = checks[tunnel.name] else { continue }
                 var r = runs[tunnel.name] ?? Runs()
+                let current = state.tunnels[tunnel.name]?.identity?.instanceId
+                if r.instance != current {
+                    // A replacement earns its verdict from its own sentinel's rounds: what was
+                    // counted for the instance before says nothing about this one.
+                    r = Runs()
+                    r.instance = current
+                }
+                if check.healthy, let current, let answering = check.instanceId, answering != current {
+                    check = TunnelCheck(
+                        healthy: false, rttMillis: check.rttMillis,
+                        detail: "the sentinel answering runs on \(answering), not on the tunnel's instance \(current)", instanceId: answering)
+                } else if check.healthy, check.instanceId == nil, current != nil, !unidentifiedSentinels.contains(tunnel.name) {
+                    unidentifiedSentinels.insert(tunnel.name)
+                    logger.warning("the sentinel does not say which instance it runs on: its verdict cannot be told from a replaced instance's", metadata: [
+                        "tunnel": "\(tunnel.name)", "fix": "upgrade the sentinel, or run it with --instance-id / SWITCHMAN_INSTANCE_ID",
+                    ])
+                }
                 if check.healthy {
                     r.healthy = r.healthy &+ 1
                     r.unhealthy = 0
@@ -269,7 +290,8 @@ public actor ControllerReplica: Service {
                 let due = r.sentAt.map { ContinuousClock.now - $0 >= timing.observationRefresh } ?? true || r.sentTerm != term
                 if opinion != r.sentOpinion || due {
                     let command = ControllerCommand.observe(
-                        replica: id, tunnel: tunnel.name, healthyRun: r.healthy, unhealthyRun: r.unhealthy, rttMillis: check.rttMillis)
+                        replica: id, tunnel: tunnel.name, healthyRun: r.healthy, unhealthyRun: r.unhealthy, rttMillis: check.rttMillis,
+                        instanceId: check.instanceId)
                     do {
                         _ = try await node.submit(entry(command).encoded())
                         r.sentOpinion = opinion

@@ -27,12 +27,13 @@ public final class SentinelTunnelChecker: TunnelChecker {
             let rtts = report.targets.compactMap(\.rttMillis)
             let rtt = rtts.max().map { UInt32(clamping: Int($0.rounded(.up))) }
             if unchanged >= stuckPolls {
-                return TunnelCheck(healthy: false, rttMillis: rtt, detail: "sentinel stopped probing (round \(report.round))")
+                return TunnelCheck(healthy: false, rttMillis: rtt, detail: "sentinel stopped probing (round \(report.round))",
+                                   instanceId: report.instanceId)
             }
             let failed = report.targets.filter { !$0.ok }.map { "\($0.target): \($0.error ?? "failed")" }
             return TunnelCheck(
                 healthy: report.healthy, rttMillis: rtt,
-                detail: report.healthy ? "ok" : "probes failed: \(failed.joined(separator: "; "))")
+                detail: report.healthy ? "ok" : "probes failed: \(failed.joined(separator: "; "))", instanceId: report.instanceId)
         }
     }
 }

@@ -137,7 +137,7 @@ public final class Sentinel: Service, Sendable {
     /// `listen` overrides the tunnel's `sentinel:` address (port 0 picks a free port).
     public init(
         tunnel: TunnelConfig, health: HealthConfig, prober: any TargetProber, credentials: SentinelCredentials,
-        listen: HostPort? = nil, historyLimit: Int = SentinelRecorder.defaultHistoryLimit,
+        listen: HostPort? = nil, historyLimit: Int = SentinelRecorder.defaultHistoryLimit, instanceId: String? = nil,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger
     ) {
         self.tunnel = tunnel
@@ -150,7 +150,8 @@ public final class Sentinel: Service, Sendable {
         var logger = logger
         logger[metadataKey: "tunnel"] = "\(tunnel.name)"
         self.logger = logger
-        self.state = NIOLockedValueBox(SentinelRecorder(tunnel: tunnel.name, requirement: tunnel.require, historyLimit: historyLimit))
+        self.state = NIOLockedValueBox(SentinelRecorder(
+            tunnel: tunnel.name, requirement: tunnel.require, historyLimit: historyLimit, instanceId: instanceId))
     }
 
     /// The current verdict, history included.

@@ -23,10 +23,15 @@ public struct SentinelReport: Sendable, Equatable, Codable {
     public var targets: [SentinelTargetReport]
     /// The last rounds, oldest first, newest (= the latest round) last.
     public var history: [SentinelRound]
+    /// The EC2 instance the sentinel runs on (IMDSv2, `--instance-id` or
+    /// `SWITCHMAN_INSTANCE_ID`); `null` when it could not tell. Replicas count the verdict for
+    /// a tunnel only while this is the tunnel's current instance. Absent from sentinels
+    /// before issue #16.
+    public var instanceId: String?
 
     public init(
         tunnel: String, healthy: Bool, healthyRun: Int, unhealthyRun: Int, round: Int, checkedAt: Date?, require: String,
-        targets: [SentinelTargetReport], history: [SentinelRound]
+        targets: [SentinelTargetReport], history: [SentinelRound], instanceId: String? = nil
     ) {
         self.tunnel = tunnel
         self.healthy = healthy
@@ -37,10 +42,11 @@ public struct SentinelReport: Sendable, Equatable, Codable {
         self.require = require
         self.targets = targets
         self.history = history
+        self.instanceId = instanceId
     }
 
     enum CodingKeys: String, CodingKey {
-        case tunnel, healthy, healthyRun, unhealthyRun, round, checkedAt, require, targets, history
+        case tunnel, healthy, healthyRun, unhealthyRun, round, checkedAt, require, targets, history, instanceId
     }
 
     // Written out so absent values are explicit `null`s: the shape of the document never
@@ -56,6 +62,7 @@ public struct SentinelReport: Sendable, Equatable, Codable {
         try c.encode(require, forKey: .require)
         try c.encode(targets, forKey: .targets)
         try c.encode(history, forKey: .history)
+        try c.encode(instanceId, forKey: .instanceId)
     }
 
     /// The encoder both ends use: ISO 8601 times, sorted keys (stable output for diffs).
@@ -146,7 +153,12 @@ public struct SentinelRecorder: Sendable, Equatable {
 
     public static let defaultHistoryLimit = 120
 
-    public init(tunnel: String, requirement: ProbeRequirement, historyLimit: Int = SentinelRecorder.defaultHistoryLimit) {
+    /// The instance this sentinel runs on, as it learned it at start.
+    public let instanceId: String?
+
+    public init(tunnel: String, requirement: ProbeRequirement, historyLimit: Int = SentinelRecorder.defaultHistoryLimit,
+                instanceId: String? = nil) {
+        self.instanceId = instanceId
         self.tunnel = tunnel
         self.requirement = requirement
         self.historyLimit = max(1, historyLimit)
@@ -183,6 +195,7 @@ public struct SentinelRecorder: Sendable, Equatable {
         let latest = history.last
         return SentinelReport(
             tunnel: tunnel, healthy: latest?.healthy ?? false, healthyRun: healthyRun, unhealthyRun: unhealthyRun, round: round,
-            checkedAt: latest?.checkedAt, require: requirement.rawValue, targets: latest?.targets ?? [], history: history)
+            checkedAt: latest?.checkedAt, require: requirement.rawValue, targets: latest?.targets ?? [], history: history,
+            instanceId: instanceId)
     }
 }

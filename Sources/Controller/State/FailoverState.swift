@@ -143,9 +143,13 @@ public struct FailoverState: Sendable, Hashable {
             directives.append(.replan)
             for name in tunnels.keys.sorted() { evaluate(name, into: &directives) }
 
-        case .observe(let replica, let name, let healthyRun, let unhealthyRun, let rtt):
+        case .observe(let replica, let name, let healthyRun, let unhealthyRun, let rtt, let instance):
+            // Sent before the replica saw a replacement, or answered by the old instance's
+            // sentinel: it vouches for another instance than the one routes would go to.
+            let current = tunnels[name]?.identity?.instanceId
+            let vouches = instance == nil || current == nil || instance == current
             tunnels[name, default: TunnelState()].observations[replica] = Observation(
-                healthyRun: healthyRun, unhealthyRun: unhealthyRun, rttMillis: rtt, at: now)
+                healthyRun: vouches ? healthyRun : 0, unhealthyRun: unhealthyRun, rttMillis: rtt, at: now)
             evaluate(name, into: &directives)
 
         case .tick:
@@ -176,6 +180,20 @@ public struct FailoverState: Sendable, Hashable {
             guard old != identity else { break }
             tunnels[name, default: TunnelState()].identity = identity
             if old?.eniId != identity.eniId { tunnels[name]?.forwardingENI = nil }
+            if let old, old.instanceId != identity.instanceId, var t = tunnels[name] {
+                // A replacement earns its verdict from its own sentinel (issue #16): the old
+                // instance's health says nothing about the new one.
+                let was = t.verdict
+                t.verdict = .unknown
+                t.verdictSince = now
+                t.observations = [:]
+                t.upEvidenceSince = nil
+                t.lastDownEvidence = nil
+                t.failbackApproved = false
+                t.stale = false
+                tunnels[name] = t
+                if was != .unknown { directives.append(.verdictChanged(tunnel: name, from: was, to: .unknown)) }
+            }
             if let old {
                 events.append(.instanceReplaced(tunnel: name, old: old, new: identity), at: now)
             } else {

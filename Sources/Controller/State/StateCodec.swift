@@ -289,13 +289,16 @@ struct StateWriter {
         case .setPolicy(let p):
             byte(1)
             policy(p)
-        case .observe(let replica, let tunnel, let healthyRun, let unhealthyRun, let rtt):
-            byte(2)
+        case .observe(let replica, let tunnel, let healthyRun, let unhealthyRun, let rtt, let instance):
+            // Kind 2 without the instance, so a log read by a replica of the last version
+            // stays readable until an observation names one.
+            byte(instance == nil ? 2 : 12)
             varint(replica)
             string(tunnel)
             varint(UInt64(healthyRun))
             varint(UInt64(unhealthyRun))
             optionalVarint(rtt.map(UInt64.init))
+            if let instance { string(instance) }
         case .tick:
             byte(3)
         case .drain(let tunnel, let reason, let by):
@@ -555,6 +558,10 @@ struct StateReader {
             return .routeNotWritten(try routeKey(), reason: try string("reason"))
         case 11:
             return .sourceDestCheck(tunnel: try string("tunnel"), eniId: try string("eni id"), enabled: try bool("enabled"))
+        case 12:
+            return .observe(
+                replica: try varint("replica"), tunnel: try string("tunnel"), healthyRun: try varint32("healthyRun"),
+                unhealthyRun: try varint32("unhealthyRun"), rttMillis: try optionalVarint32("rtt"), instanceId: try string("instance id"))
         default:
             throw .invalidValue(what: "command kind")
         }

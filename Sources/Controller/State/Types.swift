@@ -136,7 +136,10 @@ public enum ControllerCommand: Sendable, Hashable {
     case setPolicy(HealthPolicy)
     /// What one replica's probes see of one tunnel: its current run of consecutive healthy
     /// or unhealthy probes (one of the two is zero). Sent on change and as a periodic refresh.
-    case observe(replica: ReplicaID, tunnel: String, healthyRun: UInt32, unhealthyRun: UInt32, rttMillis: UInt32?)
+    /// `instanceId`: the instance whose sentinel answered, when it said (issue #16); healthy
+    /// runs from another instance than the tunnel's current one count as none.
+    case observe(replica: ReplicaID, tunnel: String, healthyRun: UInt32, unhealthyRun: UInt32, rttMillis: UInt32?,
+                 instanceId: String? = nil)
     /// Re-evaluates every tunnel at the entry's stamp, so staleness and hold-downs advance
     /// even when no observation arrives.
     case tick
