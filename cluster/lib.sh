@@ -282,9 +282,13 @@ start_responder() {
     spawn "responder-$t" python3 "$CLUSTER_DIR_SCRIPTS/responder.py" "$(responder_port "$t")" "$t" "$STATE_DIR" ${extra[@]+"${extra[@]}"}
 }
 
+# The sentinel says which instance it runs on, as IMDSv2 would tell it on EC2: replicas count
+# its verdict only for the tunnel's current instance (a replacement earns its own).
 start_sentinel() {
-    local t="$1"
-    spawn "sentinel-$t" "$(switchman_binary)" sentinel --config "$STATE_DIR/config.yaml" --tunnel "$t"
+    local t="$1" instance
+    instance="$(tunnel_instance "$t" | cut -d' ' -f1)" || instance=""
+    spawn "sentinel-$t" env AWS_EC2_METADATA_DISABLED=true \
+        "$(switchman_binary)" sentinel --config "$STATE_DIR/config.yaml" --tunnel "$t" ${instance:+--instance-id "$instance"}
 }
 
 start_replica() {

@@ -223,6 +223,19 @@ extension ClusterTests {
             try await c.run("drill", ["tunnel-up", "a1"])
             try await c.expectRoutes(ownAZ, "after tunnel-up a1")
 
+            // An Auto Scaling group replaces a1's instance: its check is on and its old sentinel
+            // is gone; the leader turns the check off and waits for the new instance's own
+            // sentinel before rtb-a1 goes to the new ENI (issue #16).
+            let replaced = try await c.run("drill", ["replace-instance", "a1"])
+            let newENI = try #require(replaced.stdout.split(separator: "\n").first { $0.contains("new:") }?
+                .split(separator: " ").first { $0.hasPrefix("eni-") }.map(String.init), "\(replaced.stdout)")
+            var replacedRoutes = ownAZ
+            replacedRoutes[try rtb("a1")] = newENI
+            try await c.expectRoutes(replacedRoutes, "after replace-instance a1")
+            let check = try await c.aws(["ec2", "describe-network-interface-attribute", "--network-interface-id", newENI,
+                                         "--attribute", "sourceDestCheck"])
+            #expect(check["SourceDestCheck"]?["Value"]?.bool == false, "awscli reads the replacement's check off")
+
             // The replicas reached "AWS" only through the realism layer, and it acted.
             let requests = (try? String(contentsOf: c.dir.appendingPathComponent("logs/aws-requests.jsonl"), encoding: .utf8)) ?? ""
             #expect(requests.contains("\"action\":\"ReplaceRoute\"") || requests.contains("\"action\":\"CreateRoute\""),
