@@ -991,7 +991,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             params = dict(urllib.parse.parse_qsl(self.path.split("?", 1)[1]))
         if "Action" in params:
             rec["action"] = params["Action"]
-            for k in ("RouteTableId", "NetworkInterfaceId", "DestinationCidrBlock"):
+            for k in ("RouteTableId", "NetworkInterfaceId", "DestinationCidrBlock", "SourceDestCheck.Value"):
                 if k in params:
                     rec[k] = params[k]
         elif "/hostedzone" in self.path:

@@ -413,6 +413,9 @@ table ip chaosnat {
         old = self.world["instance_" + t]
         self.ec2().terminate_instances(InstanceIds=[old])
         self._run_instance(t)
+        # The new instance runs its own sentinel; the old one went with its instance.
+        self.kill("s" + t, signal.SIGTERM)
+        self.start_sentinel(t)
         return old, self.world["instance_" + t]
 
     def route_targets(self):
@@ -491,13 +494,19 @@ table ip chaosnat {
 
     # ------------------------------------------------------------------ the Switchman processes
 
+    def start_sentinel(self, t):
+        """The sentinel of tunnel T, saying which instance it runs on (IMDSv2 would on EC2)."""
+        s = self.nodes["s" + t]
+        self.spawn(s, [self.binary, "sentinel", "--config", self.config_path, "--tunnel", t,
+                       "--instance-id", self.world["instance_" + t]], "sentinel-%s.log" % t,
+                   env={"AWS_EC2_METADATA_DISABLED": "true"})
+
     def start_far_sides_and_sentinels(self):
         for t in TUNNELS:
             f = self.nodes["f" + t]
             self.spawn(f, [sys.executable, os.path.join(ROOT, "cluster", "responder.py"), RESPONDER_PORT, t, self.dir, f.addr],
                        "responder-%s.log" % t)
-            s = self.nodes["s" + t]
-            self.spawn(s, [self.binary, "sentinel", "--config", self.config_path, "--tunnel", t], "sentinel-%s.log" % t)
+            self.start_sentinel(t)
         for t in TUNNELS:
             wait_until("responder %s" % t, lambda t=t: self._port_open(self.nodes["f" + t].addr, RESPONDER_PORT), 60)
             wait_until("sentinel %s" % t, lambda t=t: self._port_open(self.nodes["s" + t].addr, SENTINEL_PORT), 60)

@@ -18,11 +18,11 @@ public struct StaleWrite: Sendable {
     public var reason: String
 }
 
-/// The six checkers over one run (chaos/CHECKERS.md states each rule exactly).
+/// The checkers over one run (chaos/CHECKERS.md states each rule exactly).
 public enum Checkers {
     public static let names = [
         "one-leader-per-term", "no-stale-write", "committed-entries-survive", "state-machines-agree", "route-linearizable",
-        "convergence", "no-flapping", "no-write-loop",
+        "convergence", "no-flapping", "no-write-loop", "no-route-to-checked-eni",
     ]
 
     /// Tolerance between clocks of two processes reading the same CLOCK_MONOTONIC: a leader's
@@ -33,7 +33,7 @@ public enum Checkers {
         let stale = noStaleWrite(h)
         let checkers = [
             oneLeaderPerTerm(h), stale.result, committedEntriesSurvive(h), stateMachinesAgree(h), routeLinearizable(h),
-            convergence(h), noFlapping(h), noWriteLoop(h),
+            convergence(h), noFlapping(h), noWriteLoop(h), noRouteToCheckedInterface(h),
         ]
         let blocked = h.replicas.values.reduce(0) { $0 + $1.filter { $0.msg == "stale write blocked" }.count }
         let arrived = stale.stale.count
@@ -467,6 +467,48 @@ public enum Checkers {
                                detail: "\(writes.count) route writes, none after convergence, no rewrite inside the \(m.consistencyWindowMs) ms window")
         }
         return CheckResult(name: "no-write-loop", ok: false, detail: summarize(problems))
+    }
+
+    // MARK: no-route-to-checked-eni
+
+    /// Issue #16: EC2 drops what an instance forwards while its interface's source/destination
+    /// check is on, and every instance the world launches has it on. A switchman route write
+    /// may name an interface only after a ModifyNetworkInterfaceAttribute turning its check off
+    /// was answered 2xx (and no later one turned it on again before the write arrived).
+    public static func noRouteToCheckedInterface(_ h: RunHistory) -> CheckResult {
+        let time = relativeTime(h.meta)
+        var offSince: [String: Int64] = [:]
+        var problems: [String] = []
+        var checked = 0
+        // Check changes take effect when answered; route writes are judged when they arrive.
+        var changes: [(at: Int64, eni: String, off: Bool)] = []
+        for c in h.proxy where c.action == "ModifyNetworkInterfaceAttribute" && c.effect == .applied {
+            guard let eni = c.eni, let v = c.sourceDestCheck, let done = c.doneNs else { continue }
+            changes.append((done, eni, v.lowercased() == "false"))
+        }
+        changes.sort { $0.at < $1.at }
+        var next = 0
+        let writes = h.proxy.filter { ($0.action == "ReplaceRoute" || $0.action == "CreateRoute") && $0.node != nil }
+            .sorted { ($0.monoNs, $0.line) < ($1.monoNs, $1.line) }
+        for w in writes {
+            // The leader writes the route only after the outcome of its check-off committed,
+            // long after the answer; the slack only covers the two processes' clock reads.
+            while next < changes.count, changes[next].at <= w.monoNs + realTimeSlackNs {
+                let ch = changes[next]
+                if ch.off { offSince[ch.eni] = ch.at } else { offSince[ch.eni] = nil }
+                next += 1
+            }
+            guard let eni = w.eni else { continue }
+            checked += 1
+            if offSince[eni] == nil {
+                problems.append("\(w.action) \(w.routeKey.map { "\($0)" } ?? "?") → \(eni) at \(time(w.monoNs)) (seq \(w.seq), term \(w.term.map(String.init) ?? "?")): its source/destination check was not turned off")
+            }
+        }
+        if problems.isEmpty {
+            return CheckResult(name: "no-route-to-checked-eni", ok: true,
+                               detail: "\(checked) route writes, each to an interface whose check had been turned off (\(changes.count) check changes)")
+        }
+        return CheckResult(name: "no-route-to-checked-eni", ok: false, detail: summarize(problems))
     }
 
     // MARK: helpers

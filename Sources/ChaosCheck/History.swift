@@ -155,6 +155,8 @@ public struct ProxyCall: Sendable {
     /// The realism modes (bench/proxy.py) that shaped the answer. A read rewritten by
     /// `consistency` shows the past on purpose, as AWS may: it is not a read of the present.
     public var realism: [String] = []
+    /// `SourceDestCheck.Value` of a ModifyNetworkInterfaceAttribute.
+    public var sourceDestCheck: String? = nil
 
     public init(
         seq: Int64, line: Int = 0, monoNs: Int64, action: String, node: Int? = nil, term: Int64? = nil,

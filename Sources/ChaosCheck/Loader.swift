@@ -163,12 +163,13 @@ public enum HistoryLoader {
                 }
                 if l.has("realism") { calls[at].realism = try l.stringArray("realism") }
             } else if l.has("mono_ns") {
-                let call = ProxyCall(
+                var call = ProxyCall(
                     seq: seq, line: l.line ?? 0, monoNs: try l.int("mono_ns"),
                     action: try l.optionalString("action") ?? "\(try l.optionalString("method") ?? "?") \(try l.optionalString("path") ?? "?")",
                     node: try l.optionalInt("node").map { Int($0) }, term: try l.optionalInt("term"), index: try l.optionalInt("index"),
                     table: try l.optionalString("RouteTableId"), destination: try l.optionalString("DestinationCidrBlock"),
                     eni: try l.optionalString("NetworkInterfaceId"), fault: try l.optionalString("fault"))
+                call.sourceDestCheck = try l.optionalString("SourceDestCheck.Value")
                 open[seq] = calls.count
                 calls.append(call)
             } else {

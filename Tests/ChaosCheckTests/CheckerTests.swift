@@ -43,6 +43,29 @@ import FoundationXML
         #expect(try h.check("no-write-loop").ok, "past a 300 ms window")
     }
 
+    /// Issue #16: a route write to an interface whose source/destination check was never
+    /// turned off (the replacement's), or turned on again, or whose check-off was refused.
+    @Test func noRouteToCheckedInterface() throws {
+        let ok = try Fixture().check("no-route-to-checked-eni")
+        #expect(ok.ok && ok.detail.contains("1 route writes"), "\(ok.detail)")
+        var f = Fixture()
+        f.write(seq: 7, at: ms(3000), done: ms(3010), node: 1, term: 2, index: 20, eni: "eni-new")
+        let never = try f.check("no-route-to-checked-eni")
+        #expect(!never.ok && never.detail.contains("eni-new"), "\(never.detail)")
+        var g = Fixture()
+        g.checkOff(seq: 8, at: ms(2000), done: ms(2010), eni: "eni-new", status: 403)
+        g.write(seq: 9, at: ms(3000), done: ms(3010), node: 1, term: 2, index: 20, eni: "eni-new")
+        #expect(!(try g.check("no-route-to-checked-eni")).ok, "a refused check-off turned nothing off")
+        var h = Fixture()
+        h.checkOff(seq: 8, at: ms(2000), done: ms(2010), eni: "eni-a1", on: true)
+        h.write(seq: 9, at: ms(3000), done: ms(3010), node: 1, term: 2, index: 20, eni: "eni-a1")
+        #expect(!(try h.check("no-route-to-checked-eni")).ok, "turned on again before the write")
+        var k = Fixture()
+        k.checkOff(seq: 8, at: ms(2000), done: ms(2010), eni: "eni-new")
+        k.write(seq: 9, at: ms(3000), done: ms(3010), node: 1, term: 2, index: 20, eni: "eni-new")
+        #expect(try k.check("no-route-to-checked-eni").ok)
+    }
+
     @Test func oneLeaderPerTerm() throws {
         #expect(try Fixture().check("one-leader-per-term").detail == "1 terms, 1 leaders")
         var f = Fixture()

@@ -38,6 +38,8 @@ struct Fixture {
         }
         log(1, ms(900), "AWS write starting", ["token": "term/2 index/10", "term": "2", "index": "10", "leaseRemainingMs": "640", "write": "route"])
         describe(seq: 1, at: ms(800), done: ms(810), eni: "eni-a2")
+        checkOff(seq: 101, at: ms(600), done: ms(610), eni: "eni-a1")
+        checkOff(seq: 102, at: ms(620), done: ms(630), eni: "eni-a2")
         write(seq: 2, at: ms(1000), done: ms(1010), node: 1, term: 2, index: 10, eni: "eni-a1")
         describe(seq: 3, at: ms(2000), done: ms(2010), eni: "eni-a1")
     }
@@ -55,6 +57,15 @@ struct Fixture {
         let route: [String: Any] = ["table": Self.table, "destination": Self.dest, "eni": eni.map { $0 as Any } ?? NSNull(), "state": "active"]
         let local: [String: Any] = ["table": Self.table, "destination": "10.0.0.0/16", "eni": NSNull(), "state": "active"]
         proxy.append(["seq": seq, "done_ns": done, "status": 200, "routes": [local, route]])
+    }
+
+    /// The leader's ModifyNetworkInterfaceAttribute (`on: false` turns the check off).
+    mutating func checkOff(seq: Int, at: Int64, done: Int64?, eni: String, on: Bool = false, status: Int = 200) {
+        proxy.append([
+            "seq": seq, "mono_ns": at, "wall": 1.0, "method": "POST", "path": "/", "action": "ModifyNetworkInterfaceAttribute",
+            "node": 1, "term": 2, "index": 9, "NetworkInterfaceId": eni, "SourceDestCheck.Value": on ? "true" : "false",
+        ])
+        if let done { proxy.append(["seq": seq, "done_ns": done, "status": status]) }
     }
 
     mutating func write(
