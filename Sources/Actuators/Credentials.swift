@@ -316,9 +316,7 @@ public struct IMDSCredentialsProvider: CredentialsProvider {
 
     public func load(logger: Logger) async throws -> AWSCredentials? {
         if disabled { return nil }
-        let token = try await call("PUT", "/latest/api/token",
-                                   headers: [("X-aws-ec2-metadata-token-ttl-seconds", String(tokenTTLSeconds))],
-                                   logger: logger)
+        let token = try await sessionToken(ttlSeconds: tokenTTLSeconds, logger: logger)
         let tokenHeader = [("X-aws-ec2-metadata-token", token)]
         let roles = try await call("GET", "/latest/meta-data/iam/security-credentials/", headers: tokenHeader, logger: logger)
         guard let role = roles.split(whereSeparator: \.isNewline).first.map(String.init), !role.isEmpty else {
@@ -347,13 +345,18 @@ public struct IMDSCredentialsProvider: CredentialsProvider {
     /// same IMDSv2 session as the credentials; nil when IMDS is disabled.
     public func instanceID(logger: Logger) async throws -> String? {
         if disabled { return nil }
-        let token = try await call("PUT", "/latest/api/token", headers: [("X-aws-ec2-metadata-token-ttl-seconds", "60")], logger: logger)
+        let token = try await sessionToken(ttlSeconds: 60, logger: logger)
         let id = try await call("GET", "/latest/meta-data/instance-id", headers: [("X-aws-ec2-metadata-token", token)], logger: logger)
             .trimmingCharacters(in: .whitespacesAndNewlines)
         guard id.hasPrefix("i-"), id.count <= 32, id.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) else {
             throw CredentialsError.imds("instance-id is not an instance id: \(id.prefix(40))")
         }
         return id
+    }
+
+    /// IMDSv2's session token (a PUT); every metadata read carries it.
+    private func sessionToken(ttlSeconds: Int, logger: Logger) async throws -> String {
+        try await call("PUT", "/latest/api/token", headers: [("X-aws-ec2-metadata-token-ttl-seconds", String(ttlSeconds))], logger: logger)
     }
 
     private func call(_ method: String, _ path: String, headers: [(String, String)], logger: Logger) async throws -> String {

@@ -477,7 +477,7 @@ public enum Checkers {
     /// was answered 2xx (and no later one turned it on again before the write arrived).
     public static func noRouteToCheckedInterface(_ h: RunHistory) -> CheckResult {
         let time = relativeTime(h.meta)
-        var offSince: [String: Int64] = [:]
+        var off: Set<String> = []
         var problems: [String] = []
         var checked = 0
         // Check changes take effect when answered; route writes are judged when they arrive.
@@ -495,12 +495,12 @@ public enum Checkers {
             // long after the answer; the slack only covers the two processes' clock reads.
             while next < changes.count, changes[next].at <= w.monoNs + realTimeSlackNs {
                 let ch = changes[next]
-                if ch.off { offSince[ch.eni] = ch.at } else { offSince[ch.eni] = nil }
+                if ch.off { off.insert(ch.eni) } else { off.remove(ch.eni) }
                 next += 1
             }
             guard let eni = w.eni else { continue }
             checked += 1
-            if offSince[eni] == nil {
+            if !off.contains(eni) {
                 problems.append("\(w.action) \(w.routeKey.map { "\($0)" } ?? "?") → \(eni) at \(time(w.monoNs)) (seq \(w.seq), term \(w.term.map(String.init) ?? "?")): its source/destination check was not turned off")
             }
         }

@@ -76,7 +76,7 @@ public actor ControllerReplica: Service {
     private var ledTerm: UInt64 = 0
     private var ledSince: ContinuousClock.Instant = .now
     /// Routes whose last write failed, and when to try again.
-    private var backoff: [RouteKey: (attempts: Int, next: ContinuousClock.Instant)] = [:]
+    private var backoff: [RouteKey: Backoff] = [:]
     /// The last write that succeeded per route: EC2 reads lag writes, so within the
     /// consistency window a read that still shows the old target is not answered with
     /// another write (at most one duplicate per window when the lag is longer).
@@ -85,7 +85,7 @@ public actor ControllerReplica: Service {
     /// the consistency window a read that still shows the check on is not believed.
     private var recentCheckWrites: [String: ContinuousClock.Instant] = [:]
     /// Interfaces whose check-off write AWS refused, and when to try again.
-    private var checkBackoff: [String: (attempts: Int, next: ContinuousClock.Instant)] = [:]
+    private var checkBackoff: [String: Backoff] = [:]
     /// Why a route was last recorded as not written, so each reason enters the log once.
     private var notWrittenReported: [RouteKey: String] = [:]
     /// A blackhole on a route's desired target is evidence that the instance behind it is
@@ -502,18 +502,8 @@ public actor ControllerReplica: Service {
                 let requestID = try await ec2.disableSourceDestCheck(eni, fencing: token, deadline: deadline)
                 return "source/destination check off\(requestID.map { " [request id \($0)]" } ?? "")"
             }
-            switch result {
-            case .written:
-                recentCheckWrites[eni] = .now
-                checkBackoff[eni] = nil
-            case .refused:
-                let attempts = (checkBackoff[eni]?.attempts ?? 0) + 1
-                checkBackoff[eni] = (attempts, .now + .seconds(min(30, 1 << min(attempts, 5))))
-            case .notYetVisible:
-                checkBackoff[eni] = (checkBackoff[eni]?.attempts ?? 0, .now + .seconds(1))
-            case .notDone:
-                break
-            }
+            if result == .written { recentCheckWrites[eni] = .now }
+            checkBackoff[eni] = Self.backoff(after: result, checkBackoff[eni])
         }
     }
 
@@ -745,18 +735,25 @@ public actor ControllerReplica: Service {
     /// NotFound answers about an id that may only be new: EC2 is eventually consistent.
     static let eventuallyConsistentCodes: Set<String> = ["InvalidNetworkInterfaceID.NotFound", "InvalidInstanceID.NotFound"]
 
-    private func noteResult(_ key: RouteKey, _ result: ActuationResult) {
+    typealias Backoff = (attempts: Int, next: ContinuousClock.Instant)
+
+    /// When a write may be tried again after `result`, from the entry it had (nil: at once).
+    static func backoff(after result: ActuationResult, _ current: Backoff?) -> Backoff? {
         switch result {
         case .written:
-            backoff[key] = nil
+            return nil
         case .refused:
-            let attempts = (backoff[key]?.attempts ?? 0) + 1
-            backoff[key] = (attempts, .now + .seconds(min(30, 1 << min(attempts, 5))))
+            let attempts = (current?.attempts ?? 0) + 1
+            return (attempts, .now + .seconds(min(30, 1 << min(attempts, 5))))
         case .notDone:
-            break
+            return current
         case .notYetVisible:
-            backoff[key] = (backoff[key]?.attempts ?? 0, .now + .seconds(1))
+            return (current?.attempts ?? 0, .now + .seconds(1))
         }
+    }
+
+    private func noteResult(_ key: RouteKey, _ result: ActuationResult) {
+        backoff[key] = Self.backoff(after: result, backoff[key])
     }
 
     /// Intent entry, then the write inside the lease, then the outcome entry (DESIGN rule 4).
