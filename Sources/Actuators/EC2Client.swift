@@ -139,6 +139,75 @@ public struct EC2NetworkInterface: Sendable, Hashable {
     public var tags: [String: String]
 }
 
+/// One instance's status checks and scheduled events (`DescribeInstanceStatus`).
+public struct EC2InstanceStatus: Sendable, Hashable {
+    public var instanceId: String
+    /// `ok`, `impaired`, `insufficient-data`, `not-applicable` or `initializing`.
+    public var instanceStatus: String?
+    public var systemStatus: String?
+    /// The attached EBS volumes' status, where the answer has one.
+    public var ebsStatus: String?
+    public var events: [EC2ScheduledEvent]
+
+    public init(instanceId: String, instanceStatus: String?, systemStatus: String?, ebsStatus: String? = nil,
+                events: [EC2ScheduledEvent] = []) {
+        self.instanceId = instanceId
+        self.instanceStatus = instanceStatus
+        self.systemStatus = systemStatus
+        self.ebsStatus = ebsStatus
+        self.events = events
+    }
+
+    /// Only `impaired` counts: `insufficient-data` and `initializing` are no evidence, and
+    /// failing over on them would move routes off every instance EC2 has not checked yet.
+    public var impaired: Bool { [instanceStatus, systemStatus, ebsStatus].contains("impaired") }
+
+    public var summary: String {
+        "instance \(instanceStatus ?? "unknown"), system \(systemStatus ?? "unknown")" + (ebsStatus.map { ", EBS \($0)" } ?? "")
+    }
+}
+
+/// A retirement, reboot or maintenance EC2 has scheduled for an instance.
+public struct EC2ScheduledEvent: Sendable, Hashable {
+    public var id: String?
+    /// `instance-reboot`, `system-reboot`, `system-maintenance`, `instance-retirement` or `instance-stop`.
+    public var code: String
+    public var description: String
+    public var notBefore: Date?
+    public var notAfter: Date?
+
+    public init(id: String?, code: String, description: String, notBefore: Date?, notAfter: Date?) {
+        self.id = id
+        self.code = code
+        self.description = description
+        self.notBefore = notBefore
+        self.notAfter = notAfter
+    }
+
+    /// EC2 keeps a finished or cancelled event listed for a while, its description prefixed.
+    public var isOver: Bool { description.hasPrefix("[Completed]") || description.hasPrefix("[Canceled]") }
+}
+
+/// An Elastic IP and where it is associated now (nothing: not associated).
+public struct EC2Address: Sendable, Hashable {
+    public var allocationId: String
+    public var publicIp: String
+    public var networkInterfaceId: String?
+    public var privateIpAddress: String?
+    public var instanceId: String?
+    public var associationId: String?
+
+    public init(allocationId: String, publicIp: String, networkInterfaceId: String?, privateIpAddress: String?,
+                instanceId: String?, associationId: String?) {
+        self.allocationId = allocationId
+        self.publicIp = publicIp
+        self.networkInterfaceId = networkInterfaceId
+        self.privateIpAddress = privateIpAddress
+        self.instanceId = instanceId
+        self.associationId = associationId
+    }
+}
+
 public struct EC2Filter: Sendable, Hashable {
     public var name: String
     public var values: [String]
@@ -322,6 +391,39 @@ public final class EC2Client: Sendable {
         }
     }
 
+    /// Status checks and scheduled events of these instances, stopped ones included
+    /// (`IncludeAllInstances`). By id, at most 100 per call; EC2 refuses MaxResults with ids.
+    public func describeInstanceStatus(ids: [String], deadline: NIODeadline? = nil) async throws -> [EC2InstanceStatus] {
+        try await Self.allPages { token in
+            var params = [("IncludeAllInstances", "true")]
+            for (i, id) in ids.enumerated() { params.append(("InstanceId.\(i + 1)", id)) }
+            if let token { params.append(("NextToken", token)) }
+            let root = try await self.call("DescribeInstanceStatus", params, idempotency: .safe, fencing: nil, deadline: deadline)
+            return EC2Page(items: root.items("instanceStatusSet").compactMap(Self.instanceStatus),
+                           nextToken: root.string("nextToken"), requestID: root.string("requestId"))
+        }
+    }
+
+    /// The Elastic IPs with these allocation ids. By filter, so one released address does
+    /// not fail the call for the others (InvalidAllocationID.NotFound).
+    public func describeAddresses(allocationIds: [String], deadline: NIODeadline? = nil) async throws -> [EC2Address] {
+        let params = Self.filterParams([EC2Filter("allocation-id", allocationIds)])
+        let root = try await call("DescribeAddresses", params, idempotency: .safe, fencing: nil, deadline: deadline)
+        return root.items("addressesSet").compactMap(Self.address)
+    }
+
+    /// Associates an Elastic IP with an interface (and its private address), taking it from
+    /// wherever it is now (`AllowReassociation`). The same association again changes nothing
+    /// that matters, so a retry is safe.
+    public func associateAddress(allocationId: String, networkInterfaceId: String, privateIpAddress: String?,
+                                 fencing: FencingToken, deadline: NIODeadline? = nil) async throws -> (associationId: String?, requestID: String?) {
+        var params = [("AllocationId", allocationId), ("NetworkInterfaceId", networkInterfaceId), ("AllowReassociation", "true")]
+        if let privateIpAddress { params.append(("PrivateIpAddress", privateIpAddress)) }
+        let root = try await call("AssociateAddress", params, idempotency: .safe, fencing: fencing, deadline: deadline)
+        try Self.expectTrue(root, "AssociateAddress")
+        return (root.string("associationId"), root.string("requestId"))
+    }
+
     /// Sets an interface's source/destination check (`ModifyNetworkInterfaceAttribute`). A
     /// VPN instance forwards traffic for other hosts, which EC2 drops while the check is on.
     /// Idempotent: the same value again changes nothing, so a repeat is safe.
@@ -446,6 +548,37 @@ public final class EC2Client: Sendable {
                 }
             },
             tags: tags(e))
+    }
+
+    static func instanceStatus(_ e: XMLElement) -> EC2InstanceStatus? {
+        guard let id = e.string("instanceId") else { return nil }
+        return EC2InstanceStatus(
+            instanceId: id, instanceStatus: e.child("instanceStatus")?.string("status"),
+            systemStatus: e.child("systemStatus")?.string("status"),
+            ebsStatus: e.child("attachedEbsStatus")?.string("status"),
+            events: e.items("eventsSet").compactMap { ev in
+                ev.string("code").map {
+                    EC2ScheduledEvent(id: ev.string("instanceEventId"), code: $0, description: ev.string("description") ?? "",
+                                      notBefore: ev.string("notBefore").flatMap(Self.timestamp),
+                                      notAfter: ev.string("notAfter").flatMap(Self.timestamp))
+                }
+            })
+    }
+
+    static func address(_ e: XMLElement) -> EC2Address? {
+        guard let id = e.string("allocationId"), let ip = e.string("publicIp") else { return nil }
+        return EC2Address(allocationId: id, publicIp: ip, networkInterfaceId: e.string("networkInterfaceId"),
+                          privateIpAddress: e.string("privateIpAddress"), instanceId: e.string("instanceId"),
+                          associationId: e.string("associationId"))
+    }
+
+    /// EC2's ISO 8601 times, with or without fractional seconds.
+    static func timestamp(_ text: String) -> Date? {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let d = f.date(from: text) { return d }
+        f.formatOptions = [.withInternetDateTime]
+        return f.date(from: text)
     }
 
     static func networkInterface(_ e: XMLElement) -> EC2NetworkInterface? {

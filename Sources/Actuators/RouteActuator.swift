@@ -62,6 +62,13 @@ public protocol RouteActuator: Sendable {
     func sourceDestChecks(_ networkInterfaceIds: [String], deadline: NIODeadline) async throws -> [String: Bool]
     /// Turns an interface's source/destination check off; returns the request id.
     func disableSourceDestCheck(_ networkInterfaceId: String, fencing: FencingToken, deadline: NIODeadline) async throws -> String?
+    /// Status checks and scheduled events per instance, for the instances that exist.
+    func instanceStatuses(_ instanceIds: [String], deadline: NIODeadline) async throws -> [String: EC2InstanceStatus]
+    /// The Elastic IPs with these allocation ids that exist.
+    func addresses(_ allocationIds: [String], deadline: NIODeadline) async throws -> [String: EC2Address]
+    /// Associates an Elastic IP with an interface; returns the request id.
+    func associateAddress(_ allocationId: String, networkInterfaceId: String, privateIpAddress: String?,
+                          fencing: FencingToken, deadline: NIODeadline) async throws -> String?
 }
 
 extension RouteActuator {
@@ -103,6 +110,49 @@ public final class AWSRouteActuator: RouteActuator {
 
     public func disableSourceDestCheck(_ networkInterfaceId: String, fencing: FencingToken, deadline: NIODeadline) async throws -> String? {
         try await ec2.modifySourceDestCheck(networkInterfaceId: networkInterfaceId, enabled: false, fencing: fencing, deadline: deadline)
+    }
+
+    public func instanceStatuses(_ instanceIds: [String], deadline: NIODeadline) async throws -> [String: EC2InstanceStatus] {
+        let unique = Array(Set(instanceIds)).sorted()
+        var out: [String: EC2InstanceStatus] = [:]
+        for start in stride(from: 0, to: unique.count, by: Self.describeChunk) {
+            let chunk = Array(unique[start..<min(start + Self.describeChunk, unique.count)])
+            do {
+                for status in try await ec2.describeInstanceStatus(ids: chunk, deadline: deadline) { out[status.instanceId] = status }
+            } catch let error as AWSError where error.code == "InvalidInstanceID.NotFound" && chunk.count > 1 {
+                // DescribeInstanceStatus has no instance-id filter, and one id that is gone
+                // fails the call as a whole: ask for each alone, leaving out the missing ones.
+                for id in chunk {
+                    do {
+                        for status in try await ec2.describeInstanceStatus(ids: [id], deadline: deadline) { out[status.instanceId] = status }
+                    } catch let error as AWSError where error.code == "InvalidInstanceID.NotFound" {
+                        continue
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    public func addresses(_ allocationIds: [String], deadline: NIODeadline) async throws -> [String: EC2Address] {
+        let unique = Array(Set(allocationIds)).sorted()
+        var out: [String: EC2Address] = [:]
+        for start in stride(from: 0, to: unique.count, by: Self.describeChunk) {
+            let chunk = Array(unique[start..<min(start + Self.describeChunk, unique.count)])
+            for address in try await ec2.describeAddresses(allocationIds: chunk, deadline: deadline) { out[address.allocationId] = address }
+        }
+        return out
+    }
+
+    public func associateAddress(_ allocationId: String, networkInterfaceId: String, privateIpAddress: String?,
+                                 fencing: FencingToken, deadline: NIODeadline) async throws -> String? {
+        let answer = try await ec2.associateAddress(allocationId: allocationId, networkInterfaceId: networkInterfaceId,
+                                                    privateIpAddress: privateIpAddress, fencing: fencing, deadline: deadline)
+        logger.info("elastic IP associated", metadata: [
+            "allocation": "\(allocationId)", "eni": "\(networkInterfaceId)", "association": "\(answer.associationId ?? "none")",
+            "fencing": "\(fencing)", "requestID": "\(answer.requestID ?? "none")",
+        ])
+        return answer.requestID
     }
 
     /// Chunks read side by side: one after another, a pass over 500 tables cost five call

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import Actuators
@@ -255,6 +256,91 @@ struct XMLParsingTests {
         #expect(eni.id == "eni-0f62d866")
         #expect(eni.attachedInstanceId == "i-22197876")
         #expect(eni.status == "in-use")
+    }
+
+    /// DescribeInstanceStatus as the API reference shapes it: an impaired instance with a
+    /// scheduled reboot and a completed maintenance, and an instance EC2 has not checked yet.
+    @Test func instanceStatusesAndScheduledEvents() throws {
+        let body = """
+            <?xml version="1.0" encoding="UTF-8"?>
+            <DescribeInstanceStatusResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+               <requestId>3be1508e-c444-4fef-89cc-0b1223c4f02f</requestId>
+               <instanceStatusSet>
+                  <item>
+                     <instanceId>i-1234567890abcdef0</instanceId>
+                     <availabilityZone>us-east-1d</availabilityZone>
+                     <instanceState><code>16</code><name>running</name></instanceState>
+                     <systemStatus><status>ok</status><details><item><name>reachability</name><status>passed</status></item></details></systemStatus>
+                     <instanceStatus><status>impaired</status><details><item><name>reachability</name><status>failed</status>
+                        <impairedSince>2026-12-07T10:00:00.000Z</impairedSince></item></details></instanceStatus>
+                     <attachedEbsStatus><status>ok</status></attachedEbsStatus>
+                     <eventsSet>
+                        <item>
+                           <instanceEventId>instance-event-0d59937288b749b32</instanceEventId>
+                           <code>system-reboot</code>
+                           <description>The instance is scheduled for a reboot</description>
+                           <notBefore>2026-12-09T02:00:00.000Z</notBefore>
+                           <notAfter>2026-12-09T04:00:00Z</notAfter>
+                        </item>
+                        <item>
+                           <instanceEventId>instance-event-0aaaa</instanceEventId>
+                           <code>system-maintenance</code>
+                           <description>[Completed] Scheduled maintenance</description>
+                           <notBefore>2026-12-01T02:00:00.000Z</notBefore>
+                        </item>
+                     </eventsSet>
+                  </item>
+                  <item>
+                     <instanceId>i-0598c7d356eba48d7</instanceId>
+                     <systemStatus><status>initializing</status></systemStatus>
+                     <instanceStatus><status>insufficient-data</status></instanceStatus>
+                  </item>
+               </instanceStatusSet>
+            </DescribeInstanceStatusResponse>
+            """
+        let root = try XMLElement.parse(Array(body.utf8))
+        let statuses = root.items("instanceStatusSet").compactMap(EC2Client.instanceStatus)
+        try #require(statuses.count == 2)
+        #expect(statuses[0].impaired && statuses[0].summary == "instance impaired, system ok, EBS ok")
+        #expect(statuses[0].events.map(\.code) == ["system-reboot", "system-maintenance"])
+        #expect(statuses[0].events[0].id == "instance-event-0d59937288b749b32" && !statuses[0].events[0].isOver)
+        #expect(statuses[0].events[0].notBefore?.timeIntervalSince1970 == 1_796_781_600)
+        #expect(statuses[0].events[0].notAfter?.timeIntervalSince1970 == 1_796_788_800)
+        #expect(statuses[0].events[1].isOver && statuses[0].events[1].notAfter == nil)
+        #expect(!statuses[1].impaired, "insufficient data and initializing are no evidence")
+    }
+
+    @Test func addresses() throws {
+        let body = """
+            <DescribeAddressesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+               <requestId>f7de5e98-491a-4c19-a92d-908d6EXAMPLE</requestId>
+               <addressesSet>
+                  <item>
+                     <publicIp>203.0.113.41</publicIp>
+                     <allocationId>eipalloc-08229861</allocationId>
+                     <domain>vpc</domain>
+                     <instanceId>i-0598c7d356eba48d7</instanceId>
+                     <associationId>eipassoc-f0229810</associationId>
+                     <networkInterfaceId>eni-ef229886</networkInterfaceId>
+                     <networkInterfaceOwnerId>053230519467</networkInterfaceOwnerId>
+                     <privateIpAddress>10.0.0.228</privateIpAddress>
+                  </item>
+                  <item>
+                     <publicIp>198.51.100.2</publicIp>
+                     <allocationId>eipalloc-1a2b3c4d</allocationId>
+                     <domain>vpc</domain>
+                  </item>
+               </addressesSet>
+            </DescribeAddressesResponse>
+            """
+        let root = try XMLElement.parse(Array(body.utf8))
+        let addresses = root.items("addressesSet").compactMap(EC2Client.address)
+        #expect(addresses == [
+            EC2Address(allocationId: "eipalloc-08229861", publicIp: "203.0.113.41", networkInterfaceId: "eni-ef229886",
+                       privateIpAddress: "10.0.0.228", instanceId: "i-0598c7d356eba48d7", associationId: "eipassoc-f0229810"),
+            EC2Address(allocationId: "eipalloc-1a2b3c4d", publicIp: "198.51.100.2", networkInterfaceId: nil, privateIpAddress: nil,
+                       instanceId: nil, associationId: nil),
+        ])
     }
 
     @Test func route53Responses() throws {

@@ -239,6 +239,35 @@ import Testing
         #expect(errorMessages(noValue).contains { $0.contains("tunnels[1].instance.interfaceTag.value: missing required key") }, "\(errorMessages(noValue))")
     }
 
+    /// Issue #16: a tunnel's Elastic IP, which address its DNS record publishes, and the
+    /// scheduled-event drain.
+    @Test func elasticIPsAndPublicDNSAndScheduledEventDrains() throws {
+        let withEIP = replacing("    instance: {tagKey: t, tagValue: vpn2}",
+                                with: "    instance: {tagKey: t, tagValue: vpn2}\n    eip: eipalloc-0123456789abcdef0\n    dns: {zoneId: Z1, name: vpn2.example.internal, address: public}")
+            .replacingOccurrences(of: "aws:\n  region: us-east-1", with: "aws:\n  region: us-east-1\n  autoDrainOnScheduledEvent: true\n  scheduledEventDrainLead: 15m")
+        let config = try #require(ConfigLoader.load(yaml: withEIP, file: "t.yaml").config, "\(errorMessages(withEIP))")
+        #expect(config.tunnel(named: "vpn2")?.eip == "eipalloc-0123456789abcdef0")
+        #expect(config.tunnel(named: "vpn2")?.dns?.address == .public)
+        #expect(config.tunnel(named: "vpn1")?.eip == nil)
+        #expect(config.aws.autoDrainOnScheduledEvent && config.aws.scheduledEventDrainLead == .seconds(900))
+        let defaults = try #require(ConfigLoader.load(yaml: baseYAML, file: "t.yaml").config)
+        #expect(!defaults.aws.autoDrainOnScheduledEvent && defaults.aws.scheduledEventDrainLead == .seconds(600))
+
+        let badID = replacing("    instance: {tagKey: t, tagValue: vpn2}", with: "    instance: {tagKey: t, tagValue: vpn2}\n    eip: 203.0.113.5")
+        #expect(errorMessages(badID) == ["t.yaml:\(line(of: "eip: 203", in: badID)): tunnels[1].eip: expected an Elastic IP allocation id like eipalloc-0123456789abcdef0, got \"203.0.113.5\""])
+        let publicWithout = replacing("    instance: {tagKey: t, tagValue: vpn2}",
+                                      with: "    instance: {tagKey: t, tagValue: vpn2}\n    dns: {zoneId: Z1, name: vpn2.example.internal, address: public}")
+        #expect(errorMessages(publicWithout).contains { $0.contains("tunnels[1].dns.address: dns.address public publishes the tunnel's Elastic IP") },
+                "\(errorMessages(publicWithout))")
+        let badAddress = replacing("    instance: {tagKey: t, tagValue: vpn2}",
+                                   with: "    instance: {tagKey: t, tagValue: vpn2}\n    dns: {zoneId: Z1, name: vpn2.example.internal, address: elastic}")
+        #expect(errorMessages(badAddress).contains { $0.contains("tunnels[1].dns.address: expected private or public, got \"elastic\"") })
+        let shared = replacing("    instance: {tagKey: t, tagValue: vpn2}", with: "    instance: {tagKey: t, tagValue: vpn2}\n    eip: eipalloc-12345678")
+            .replacingOccurrences(of: "    instance: {tagKey: t, tagValue: vpn1}", with: "    instance: {tagKey: t, tagValue: vpn1}\n    eip: eipalloc-12345678")
+        #expect(errorMessages(shared).contains { $0.contains("tunnels[1].eip: Elastic IP eipalloc-12345678 is already the address of tunnels[0].eip") },
+                "\(errorMessages(shared))")
+    }
+
     @Test func everyErrorIsCollected() {
         var yaml = replacing("fall: 3", with: "fall: x")
         yaml = replacing("sentinel: \"vpn2.internal:7300\"", with: "sentinel: foo", in: yaml)

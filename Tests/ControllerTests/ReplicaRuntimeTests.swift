@@ -52,6 +52,10 @@ final class FakeAWS: Sendable {
         /// Every check-off write, in order, beside the route writes: `order` below.
         var order: [String] = []
         var refuseCheckWrites = false
+        /// EC2's status per instance id; an instance not listed reads ok with no events.
+        var statuses: [String: EC2InstanceStatus] = [:]
+        /// Elastic IPs: allocation id -> (public address, interface it is on).
+        var addresses: [String: (ip: String, eni: String?)] = [:]
     }
 
     private let state = NIOLockedValueBox(State())
@@ -76,6 +80,9 @@ final class FakeAWS: Sendable {
         state.withLockedValue { if on { $0.checkOff.remove(eni) } else { $0.checkOff.insert(eni) } }
     }
     func refuseCheckWrites(_ refuse: Bool) { state.withLockedValue { $0.refuseCheckWrites = refuse } }
+    func setStatus(_ status: EC2InstanceStatus) { state.withLockedValue { $0.statuses[status.instanceId] = status } }
+    func setAddress(_ allocation: String, ip: String, eni: String?) { state.withLockedValue { $0.addresses[allocation] = (ip, eni) } }
+    func address(_ allocation: String) -> String? { state.withLockedValue { $0.addresses[allocation]?.eni } }
     var routeEvents: [RouteEvent] { state.withLockedValue { $0.routeEvents } }
     func route(_ table: String, _ destination: String) -> String? { state.withLockedValue { $0.tables[table]?[destination] } }
     func record(_ name: String) -> String? { state.withLockedValue { $0.records[name] } }
@@ -172,6 +179,36 @@ final class FakeAWS: Sendable {
                 return "req-\(s.writes.count)"
             }
         }
+
+        func instanceStatuses(_ instanceIds: [String], deadline: NIODeadline) async throws -> [String: EC2InstanceStatus] {
+            aws.state.withLockedValue { s in
+                Dictionary(uniqueKeysWithValues: Set(instanceIds).map {
+                    ($0, s.statuses[$0] ?? EC2InstanceStatus(instanceId: $0, instanceStatus: "ok", systemStatus: "ok"))
+                })
+            }
+        }
+
+        func addresses(_ allocationIds: [String], deadline: NIODeadline) async throws -> [String: EC2Address] {
+            aws.state.withLockedValue { s in
+                var out: [String: EC2Address] = [:]
+                for id in allocationIds {
+                    guard let a = s.addresses[id] else { continue }
+                    out[id] = EC2Address(allocationId: id, publicIp: a.ip, networkInterfaceId: a.eni, privateIpAddress: nil, instanceId: nil,
+                                         associationId: a.eni.map { _ in "eipassoc-1" })
+                }
+                return out
+            }
+        }
+
+        func associateAddress(_ allocationId: String, networkInterfaceId: String, privateIpAddress: String?,
+                              fencing: FencingToken, deadline: NIODeadline) async throws -> String? {
+            aws.state.withLockedValue { s in
+                s.writes.append(Write(token: fencing, what: "associate \(allocationId) \(networkInterfaceId)"))
+                s.order.append("associate \(allocationId) \(networkInterfaceId)")
+                s.addresses[allocationId]?.eni = networkInterfaceId
+                return "req-\(s.writes.count)"
+            }
+        }
     }
 
     struct FakeDNS: DNSActuator {
@@ -249,7 +286,10 @@ final class InProcessCluster: Sendable {
 
     /// `aws`: the config's `aws:` value; `checkOff`: interfaces whose source/destination
     /// check is off from the start (every other one has it on, as EC2 launches them).
-    init(aws awsYAML: String = "{region: us-east-1}", checkOff: Set<String> = []) async throws {
+    /// `vpnAEIP`: vpn-a's Elastic IP allocation; `vpnADNSAddress`: which address its record
+    /// publishes.
+    init(aws awsYAML: String = "{region: us-east-1}", checkOff: Set<String> = [], vpnAEIP: String? = nil,
+         vpnADNSAddress: String = "private") async throws {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("switchman-rt-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         let certs = CertificateDirectory(path: root.appendingPathComponent("certs").path)
@@ -270,8 +310,8 @@ final class InProcessCluster: Sendable {
               - name: vpn-a
                 instance: {tagKey: t, tagValue: vpn-a}
                 sentinel: "127.0.0.1:9"
-                dns: {zoneId: Z1, name: vpn-a.example.internal, ttl: 30}
-                probes: [{tcp: "127.0.0.1:9"}]
+                dns: {zoneId: Z1, name: vpn-a.example.internal, ttl: 30, address: \(vpnADNSAddress)}
+                probes: [{tcp: "127.0.0.1:9"}]\(vpnAEIP.map { "\n    eip: \($0)" } ?? "")
               - name: vpn-b
                 instance: {tagKey: t, tagValue: vpn-b}
                 sentinel: "127.0.0.1:9"
@@ -317,9 +357,9 @@ final class InProcessCluster: Sendable {
 
     /// Runs `body` on a fresh cluster and shuts it down afterwards, also when `body` throws.
     @discardableResult
-    static func with<T>(aws: String = "{region: us-east-1}", checkOff: Set<String> = [],
-                        _ body: (InProcessCluster) async throws -> T) async throws -> T {
-        let c = try await InProcessCluster(aws: aws, checkOff: checkOff)
+    static func with<T>(aws: String = "{region: us-east-1}", checkOff: Set<String> = [], vpnAEIP: String? = nil,
+                        vpnADNSAddress: String = "private", _ body: (InProcessCluster) async throws -> T) async throws -> T {
+        let c = try await InProcessCluster(aws: aws, checkOff: checkOff, vpnAEIP: vpnAEIP, vpnADNSAddress: vpnADNSAddress)
         let result: T
         do {
             result = try await body(c)
@@ -437,6 +477,62 @@ func poll(_ what: String, timeout: Duration = .seconds(90), _ condition: () asyn
                 if case .intent(let t, _) = e.kind { return t } else { return nil }
             })
             for w in c.aws.writes { #expect(intentTokens.contains(w.token), "write \(w) without a committed intent") }
+        }
+    }
+
+    /// Issue #16 item 2: vpn-a's Elastic IP follows its instance across a replacement as a
+    /// fenced write (intent committed before AssociateAddress), taken from wherever it is;
+    /// its DNS record publishes the public address.
+    @Test func anElasticIPFollowsTheReplacementFencedAndDNSPublishesIt() async throws {
+        let eip = "eipalloc-0123456789abcdef0"
+        try await InProcessCluster.with(vpnAEIP: eip, vpnADNSAddress: "public") { c in
+            c.aws.setAddress(eip, ip: "203.0.113.7", eni: "eni-someone-else")
+            let dest = "172.16.0.0/16"
+            try await poll("the Elastic IP moves to vpn-a's interface") { c.aws.address(eip) == "eni-a" }
+            try await poll("vpn-a's record publishes the Elastic IP") { c.aws.record("vpn-a.example.internal") == "203.0.113.7" }
+            #expect(c.aws.record("vpn-b.example.internal") == "10.0.1.10", "a private record is unchanged")
+            c.aws.setInstance("vpn-a", InstanceIdentity(instanceId: "i-a2", eniId: "eni-a2", privateIP: "10.0.0.20"))
+            try await poll("the Elastic IP follows the replacement") { c.aws.address(eip) == "eni-a2" }
+            try await poll("routes follow the replacement") { c.aws.route("rtb-a", dest) == "eni-a2" }
+            #expect(c.aws.record("vpn-a.example.internal") == "203.0.113.7", "the public record never changes")
+            let associations = c.aws.order.filter { $0.hasPrefix("associate ") }
+            #expect(associations == ["associate \(eip) eni-a", "associate \(eip) eni-a2"], "one association per instance: \(associations)")
+            let leader = try #require(await c.leader())
+            let state = try #require(c.replica(leader)?.machine.state)
+            let intentTokens = Set(state.events.events.compactMap { e -> FencingToken? in
+                if case .intent(let t, .associateAddress) = e.kind { return t } else { return nil }
+            })
+            for w in c.aws.writes where w.what.hasPrefix("associate ") {
+                #expect(intentTokens.contains(w.token), "association \(w) without a committed intent")
+            }
+            #expect(state.tunnels["vpn-a"]?.elasticIP?.eniId == "eni-a2")
+        }
+    }
+
+    /// Issue #16 item 4: an instance EC2 reports impaired loses its routes while its sentinel
+    /// still says healthy; with autoDrainOnScheduledEvent a scheduled reboot drains vpn-b
+    /// ahead of it and the drain lifts itself once EC2 lists the event as completed.
+    @Test func anImpairedInstanceLosesItsRoutesAndAScheduledEventDrainsItsTunnel() async throws {
+        try await InProcessCluster.with(aws: "{region: us-east-1, autoDrainOnScheduledEvent: true, scheduledEventDrainLead: 1h}") { c in
+            let dest = "172.16.0.0/16"
+            try await poll("routes to vpn-a and vpn-b") { c.aws.route("rtb-a", dest) == "eni-a" && c.aws.route("rtb-b", dest) == "eni-b" }
+            c.aws.setStatus(EC2InstanceStatus(instanceId: "i-a", instanceStatus: "impaired", systemStatus: "ok"))
+            try await poll("rtb-a moves off the impaired instance") { c.aws.route("rtb-a", dest) == "eni-b" }
+            c.aws.setStatus(EC2InstanceStatus(instanceId: "i-a", instanceStatus: "ok", systemStatus: "ok"))
+            try await poll("rtb-a back once the checks pass") { c.aws.route("rtb-a", dest) == "eni-a" }
+
+            let soon = Date().addingTimeInterval(1800)
+            let reboot = EC2ScheduledEvent(id: "instance-event-1", code: "system-reboot", description: "scheduled reboot",
+                                           notBefore: soon, notAfter: soon.addingTimeInterval(3600))
+            c.aws.setStatus(EC2InstanceStatus(instanceId: "i-b", instanceStatus: "ok", systemStatus: "ok", events: [reboot]))
+            try await poll("rtb-b drained off vpn-b ahead of its reboot") { c.aws.route("rtb-b", dest) == "eni-a" }
+            let leader = try #require(await c.leader())
+            let drain = try #require(c.replica(leader)?.machine.state.tunnels["vpn-b"]?.drain)
+            #expect(drain.by == ScheduledDrains.by && drain.reason.contains("system-reboot"), "\(drain)")
+            var done = reboot
+            done.description = "[Completed] scheduled reboot"
+            c.aws.setStatus(EC2InstanceStatus(instanceId: "i-b", instanceStatus: "ok", systemStatus: "ok", events: [done]))
+            try await poll("the drain lifts itself once the event is over") { c.aws.route("rtb-b", dest) == "eni-b" }
         }
     }
 

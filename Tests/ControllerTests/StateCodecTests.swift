@@ -29,6 +29,17 @@ func richScript() throws -> [(ControllerCommand, UInt64)] {
     add(.intent(FencingToken(term: 4, index: 42), .disableSourceDestCheck(tunnel: "vpn-a", instanceId: "i-new", eniId: "eni-new")))
     add(.outcome(FencingToken(term: 4, index: 42), success: true, detail: "", requestId: "r-3"))
     add(.sourceDestCheck(tunnel: "vpn-ü", eniId: "eni-vpn-ü", enabled: true))
+    add(.instanceStatus(tunnel: "vpn-a", InstanceStatusReport(instanceId: "i-new", impaired: true, summary: "instance impaired, system ok", events: [
+        ScheduledEvent(id: "instance-event-0d59937288b749b32", code: "system-reboot", detail: "scheduled reboot",
+                       notBefore: Stamp(millis: 1_790_000_000_000), notAfter: Stamp(millis: 1_790_000_600_000)),
+        ScheduledEvent(id: "instance-retirement@0", code: "instance-retirement", detail: "", notBefore: nil, notAfter: nil),
+    ])))
+    add(.elasticIP(tunnel: "vpn-a", ElasticIPReport(allocationId: "eipalloc-1", publicIP: "203.0.113.5", eniId: nil)))
+    add(.intent(FencingToken(term: 4, index: 43), .associateAddress(tunnel: "vpn-a", allocationId: "eipalloc-1", instanceId: "i-new",
+                                                                     eniId: "eni-new", privateIP: "10.0.0.2")))
+    add(.outcome(FencingToken(term: 4, index: 43), success: true, detail: "", requestId: "r-4"))
+    add(.intent(FencingToken(term: 4, index: 44), .associateAddress(tunnel: "vpn-a", allocationId: "eipalloc-1", instanceId: "i-new",
+                                                                     eniId: "eni-new", privateIP: "10.0.0.2")))
     add(.approveFailback(tunnel: "vpn-a", by: "ops"))
     add(.tick, after: 20_000)
     return script
@@ -63,6 +74,7 @@ let futureScript: [(ControllerCommand, UInt64)] = {
         #expect(original.tunnels.count == 3)
         #expect(!original.pending.isEmpty && !original.routeTargets.isEmpty && original.tunnels["vpn-b"]?.drain != nil)
         #expect(original.tunnels["vpn-a"]?.forwardingENI == "eni-new" && original.tunnels["vpn-b"]?.forwardingENI == "eni-vpn-b")
+        #expect(original.tunnels["vpn-a"]?.ec2Status?.events.count == 2 && original.tunnels["vpn-a"]?.elasticIP?.eniId == "eni-new")
         let bytes = StateCodec.encode(original)
         var restored = try StateCodec.decodeState(bytes)
         #expect(restored == original)

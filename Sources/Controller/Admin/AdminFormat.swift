@@ -143,8 +143,13 @@ public enum AdminFormat {
         var table = AdminTable(headers: ["NAME", "STATE", "DRAINED", "INSTANCE", "OBSERVATIONS"])
         for tunnel in tunnels {
             let state = tunnel.stale ? "\(tunnel.state) (stale)" : tunnel.state
-            let instance = tunnel.instance.map {
-                "\($0.instanceId) \($0.privateIP)" + ($0.forwards == false ? " (source/dest check on: not a candidate)" : "")
+            let instance = tunnel.instance.map { i in
+                var text = "\(i.instanceId) \(i.privateIP)"
+                if i.forwards == false { text += " (source/dest check on: not a candidate)" }
+                if i.impaired == true { text += " (EC2 status impaired: not a candidate)" }
+                if let events = i.scheduledEvents, !events.isEmpty { text += " (scheduled: \(events.joined(separator: "; ")))" }
+                if let ip = i.elasticIP { text += " EIP \(ip)" + (i.elasticIPHere == false ? " (not on this instance yet)" : "") }
+                return text
             } ?? "-"
             table.append([tunnel.name, state, yesNo(tunnel.drained), instance, observations(tunnel.observations)])
         }

@@ -46,6 +46,15 @@ public struct AdminInstance: Codable, Sendable, Hashable {
     /// Whether the interface's source/destination check is known to be off, so routes may
     /// point at it (nil from a replica that predates the check).
     public var forwards: Bool?
+    /// EC2's status checks ("instance ok, system ok"), when read; impaired keeps the tunnel
+    /// from being a candidate.
+    public var ec2Status: String?
+    public var impaired: Bool?
+    /// EC2's scheduled events for the instance ("system-reboot from …").
+    public var scheduledEvents: [String]?
+    /// The tunnel's Elastic IP and whether it is on this instance's interface.
+    public var elasticIP: String?
+    public var elasticIPHere: Bool?
 }
 
 public struct AdminTunnel: Codable, Sendable, Hashable {

@@ -139,7 +139,12 @@ public struct AdminView: Sendable {
                 name: name, state: "\(t.verdict)", stale: t.stale, drained: t.drain != nil, drainReason: t.drain?.reason,
                 drainedBy: t.drain?.by, since: t.verdictSince.map(Self.date),
                 instance: t.identity.map {
-                    AdminInstance(instanceId: $0.instanceId, eniId: $0.eniId, privateIP: $0.privateIP, forwards: t.forwards)
+                    let status = t.ec2Status?.instanceId == $0.instanceId ? t.ec2Status : nil
+                    return AdminInstance(
+                        instanceId: $0.instanceId, eniId: $0.eniId, privateIP: $0.privateIP, forwards: t.forwards,
+                        ec2Status: status?.summary, impaired: status.map { _ in t.impaired },
+                        scheduledEvents: status.map { $0.events.map(\.description) },
+                        elasticIP: t.elasticIP?.publicIP, elasticIPHere: t.elasticIP.map { [eni = $0.eniId] in $0.eniId == eni })
                 },
                 observations: observations)
         }
@@ -209,6 +214,12 @@ public struct AdminView: Sendable {
         case .instanceReplaced(let t, let old, let new): (kind, tunnel, text) = ("instanceReplaced", t, "\(t): instance \(old) replaced by \(new)")
         case .sourceDestCheck(let t, let eni, let enabled):
             (kind, tunnel, text) = ("sourceDestCheck", t, "\(t): source/destination check of \(eni) is \(enabled ? "on: no route may point at it" : "off")")
+        case .instanceStatus(let t, let instance, let impaired, let summary):
+            (kind, tunnel, text) = ("instanceStatus", t, "\(t): EC2 status checks of \(instance) \(impaired ? "impaired: not a candidate" : "no longer impaired") (\(summary))")
+        case .scheduledEvent(let t, let instance, let event):
+            (kind, tunnel, text) = ("scheduledEvent", t, "\(t): EC2 scheduled \(event) for \(instance)\(event.detail.isEmpty ? "" : ": \(event.detail)")")
+        case .elasticIP(let t, let allocation, let ip, let eni):
+            (kind, tunnel, text) = ("elasticIP", t, "\(t): Elastic IP \(ip) (\(allocation)) is \(eni.map { "on \($0)" } ?? "not associated")")
         case .intent(let token, let write): (kind, tunnel, text) = ("intent", Self.tunnel(of: write), "intent \(token): \(Self.describe(write))")
         case .outcome(let token, let success, let detail, let requestId):
             (kind, tunnel, text) = ("outcome", nil, "outcome \(token): \(success ? "ok" : "failed") \(detail)\(requestId.isEmpty ? "" : " [request id \(requestId)]")")
@@ -226,6 +237,7 @@ public struct AdminView: Sendable {
         switch write {
         case .route(_, let target): return target.tunnel
         case .disableSourceDestCheck(let tunnel, _, _): return tunnel
+        case .associateAddress(let tunnel, _, _, _, _): return tunnel
         case .dns: return nil
         }
     }
@@ -236,6 +248,8 @@ public struct AdminView: Sendable {
         case .dns(_, let records): return "DNS " + records.map(\.description).joined(separator: ", ")
         case .disableSourceDestCheck(let tunnel, let instance, let eni):
             return "source/destination check off on \(eni) (\(tunnel), \(instance))"
+        case .associateAddress(let tunnel, let allocation, let instance, let eni, let ip):
+            return "Elastic IP \(allocation) to \(eni) \(ip) (\(tunnel), \(instance))"
         }
     }
 }

@@ -98,6 +98,11 @@ public struct AWSConfig: Sendable, Equatable {
     /// before a route may point at it (EC2 drops forwarded traffic while it is on). Off: an
     /// instance with the check on is not a qualified candidate, and the operator fixes it.
     public var enforceSourceDestCheck: Bool = true
+    /// EC2's scheduled retirements, reboots and maintenance of a tunnel's instance drain the
+    /// tunnel from `scheduledEventDrainLead` before the event starts until it is over (its
+    /// `notAfter`, or EC2 no longer listing it). Off: the events are only recorded.
+    public var autoDrainOnScheduledEvent: Bool = false
+    public var scheduledEventDrainLead: Duration = .seconds(600)
 
     public init(region: String, endpoint: String? = nil, profile: String? = nil) {
         self.region = region
@@ -121,11 +126,15 @@ public struct TunnelConfig: Sendable, Equatable {
     public var probes: [ProbeTarget] = []
     /// Whether a probe round needs every target (`all`) or one (`any`) to answer.
     public var require: ProbeRequirement = .all
+    /// The allocation id of the Elastic IP the far side's IPsec peer address is: the leader
+    /// keeps it associated with the current instance's interface.
+    public var eip: String?
 
     public init(
         name: String, region: String? = nil, instance: InstanceSelector, sentinel: HostPort, dns: DNSRecordConfig? = nil,
-        probes: [ProbeTarget] = [], require: ProbeRequirement = .all
+        probes: [ProbeTarget] = [], require: ProbeRequirement = .all, eip: String? = nil
     ) {
+        self.eip = eip
         self.name = name
         self.region = region
         self.instance = instance
@@ -197,6 +206,21 @@ public struct DNSRecordConfig: Sendable, Equatable {
     public var zoneId: String
     public var name: String
     public var ttl: Int
+    /// Which address the record publishes: the instance's private address, or the public
+    /// address of the tunnel's Elastic IP.
+    public var address: DNSAddress = .private
+
+    public init(zoneId: String, name: String, ttl: Int, address: DNSAddress = .private) {
+        self.zoneId = zoneId
+        self.name = name
+        self.ttl = ttl
+        self.address = address
+    }
+}
+
+public enum DNSAddress: String, Sendable, Equatable {
+    case `private`
+    case `public`
 }
 
 public struct RouteConfig: Sendable, Equatable {

@@ -358,7 +358,8 @@ struct ConfigReader {
     }
 
     mutating func readAWS(_ at: Located) -> AWSConfig? {
-        guard let f = fields(at, allowed: ["region", "endpoint", "endpoints", "profile", "fips", "consistencyWindow", "enforceSourceDestCheck"],
+        guard let f = fields(at, allowed: ["region", "endpoint", "endpoints", "profile", "fips", "consistencyWindow", "enforceSourceDestCheck",
+                                         "autoDrainOnScheduledEvent", "scheduledEventDrainLead"],
                              required: ["region"]) else { return nil }
         let region = region(f["region"])
         let endpoint = url(f["endpoint"])
@@ -372,6 +373,8 @@ struct ConfigReader {
         let fips = bool(f["fips"]) ?? false
         let window = duration(f["consistencyWindow"])
         let enforce = bool(f["enforceSourceDestCheck"])
+        let autoDrain = bool(f["autoDrainOnScheduledEvent"])
+        let lead = duration(f["scheduledEventDrainLead"])
         guard let region else { return nil }
         if fips {
             for r in Set([region] + Array(endpoints.ec2ByRegion.keys)) where !AWSPartition.hasEC2FIPS(region: r) {
@@ -383,6 +386,8 @@ struct ConfigReader {
         aws.fips = fips
         if let window { aws.consistencyWindow = window }
         if let enforce { aws.enforceSourceDestCheck = enforce }
+        if let autoDrain { aws.autoDrainOnScheduledEvent = autoDrain }
+        if let lead { aws.scheduledEventDrainLead = lead }
         return aws
     }
 
@@ -418,10 +423,11 @@ struct ConfigReader {
         var tunnels: [LocatedValue<TunnelConfig>] = []
         var firstName: [String: Located] = [:]
         var firstSelector: [String: Located] = [:]
+        var firstEIP: [String: Located] = [:]
         for item in items {
             guard
                 let f = fields(
-                    item, allowed: ["name", "region", "instance", "sentinel", "dns", "probes", "require"], required: ["name", "instance", "sentinel"])
+                    item, allowed: ["name", "region", "instance", "sentinel", "dns", "probes", "require", "eip"], required: ["name", "instance", "sentinel"])
             else { continue }
             let name = string(f["name"])
             if let name, let nameAt = f["name"], !SentinelIdentity.isValidTunnelName(name) {
@@ -453,20 +459,51 @@ struct ConfigReader {
                 }
             }
             let sentinel = hostPort(f["sentinel"])
+            var eip: String?
+            var eipOK = true
+            if let eipAt = f["eip"] {
+                eipOK = false
+                if let text = string(eipAt) {
+                    if !Self.isAllocationId(text) {
+                        error(eipAt, "expected an Elastic IP allocation id like eipalloc-0123456789abcdef0, got \"\(text)\"")
+                    } else if let earlier = firstEIP[text] {
+                        error(eipAt, "Elastic IP \(text) is already the address of \(earlier.path) (line \(earlier.line)); one address cannot follow two instances")
+                    } else {
+                        firstEIP[text] = eipAt
+                        eip = text
+                        eipOK = true
+                    }
+                }
+            }
             var dns: DNSRecordConfig?
             var dnsOK = true
             if let dnsAt = f["dns"] {
                 dnsOK = false
-                if let d = fields(dnsAt, allowed: ["zoneId", "name", "ttl"], required: ["zoneId", "name"]) {
+                if let d = fields(dnsAt, allowed: ["zoneId", "name", "ttl", "address"], required: ["zoneId", "name"]) {
                     let zoneId = string(d["zoneId"])
+                    var address: DNSAddress? = .private
+                    if let addressAt = d["address"] {
+                        address = nil
+                        if let text = string(addressAt) {
+                            if let value = DNSAddress(rawValue: text) {
+                                if value == .public && f["eip"] == nil {
+                                    error(addressAt, "dns.address public publishes the tunnel's Elastic IP; give the tunnel an eip (eipalloc-…), or use private")
+                                } else {
+                                    address = value
+                                }
+                            } else {
+                                error(addressAt, "expected private or public, got \"\(text)\"")
+                            }
+                        }
+                    }
                     let recordName = string(d["name"])
                     let ttl = d["ttl"] == nil ? 60 : int(d["ttl"], min: 1, max: 2_147_483_647)
                     if let recordName, let nameAt = d["name"],
                         !HostPort.isValidHostName(Substring(recordName.hasSuffix(".") ? String(recordName.dropLast()) : recordName))
                     {
                         error(nameAt, "expected a DNS name like vpn-a.example.internal, got \"\(recordName)\"")
-                    } else if let zoneId, let recordName, let ttl {
-                        dns = DNSRecordConfig(zoneId: zoneId, name: recordName, ttl: ttl)
+                    } else if let zoneId, let recordName, let ttl, let address {
+                        dns = DNSRecordConfig(zoneId: zoneId, name: recordName, ttl: ttl, address: address)
                         dnsOK = true
                     }
                 }
@@ -493,17 +530,25 @@ struct ConfigReader {
                 }
                 firstName[name] = nameAt
             }
-            if let name, SentinelIdentity.isValidTunnelName(name), let selector, let sentinel, dnsOK, let probes, requirementOK,
+            if let name, SentinelIdentity.isValidTunnelName(name), let selector, let sentinel, dnsOK, eipOK, let probes, requirementOK,
                 f["region"] == nil || region != nil
             {
                 tunnels.append(
                     LocatedValue(
                         value: TunnelConfig(
-                            name: name, region: region, instance: selector, sentinel: sentinel, dns: dns, probes: probes, require: requirement),
+                            name: name, region: region, instance: selector, sentinel: sentinel, dns: dns, probes: probes, require: requirement,
+                            eip: eip),
                         at: item))
             }
         }
         return tunnels
+    }
+
+    /// `eipalloc-` and 8 or 17 lowercase hex digits, as EC2 names allocations.
+    static func isAllocationId(_ text: String) -> Bool {
+        guard text.hasPrefix("eipalloc-") else { return false }
+        let hex = text.dropFirst("eipalloc-".count)
+        return (hex.count == 8 || hex.count == 17) && hex.allSatisfy { $0.isHexDigit && !$0.isUppercase }
     }
 
     /// A tunnel's `probes`: each entry is a one-key mapping `{icmp: HOST}`, `{tcp: HOST:PORT}`

@@ -9,6 +9,8 @@ public enum SkipReason: Sendable, Hashable, CustomStringConvertible {
     /// Its interface's source/destination check is on, or not yet known to be off: EC2
     /// would drop every packet the instance forwards.
     case sourceDestCheckOn
+    /// EC2's status checks of its instance say impaired.
+    case impaired(String)
 
     public var description: String {
         switch self {
@@ -17,6 +19,7 @@ public enum SkipReason: Sendable, Hashable, CustomStringConvertible {
         case .drained(let reason): return "drained (\(reason))"
         case .noInstance: return "no instance known"
         case .sourceDestCheckOn: return "source/destination check not known to be off"
+        case .impaired(let summary): return "EC2 status checks impaired (\(summary))"
         }
     }
 }
@@ -104,6 +107,7 @@ public enum Planner {
         }
         if let drain = tunnel.drain { return .drained(reason: drain.reason) }
         if tunnel.identity == nil { return .noInstance }
+        if tunnel.impaired, let status = tunnel.ec2Status { return .impaired(status.summary) }
         if !tunnel.forwards { return .sourceDestCheckOn }
         return nil
     }

@@ -86,6 +86,13 @@ public actor ControllerReplica: Service {
     private var recentCheckWrites: [String: ContinuousClock.Instant] = [:]
     /// Interfaces whose check-off write AWS refused, and when to try again.
     private var checkBackoff: [String: Backoff] = [:]
+    /// Elastic IPs this leader associated, and when: within the consistency window a read
+    /// that still shows the old association is not believed.
+    private var recentAddressWrites: [String: ContinuousClock.Instant] = [:]
+    /// Elastic IPs whose association AWS refused, and when to try again.
+    private var addressBackoff: [String: Backoff] = [:]
+    /// Allocation ids DescribeAddresses did not list, so each is logged once as an error.
+    private var missingAddresses: Set<String> = []
     /// Why a route was last recorded as not written, so each reason enters the log once.
     private var notWrittenReported: [RouteKey: String] = [:]
     /// A blackhole on a route's desired target is evidence that the instance behind it is
@@ -337,6 +344,8 @@ public actor ControllerReplica: Service {
                 notWrittenReported = [:]
                 recentCheckWrites = [:]
                 checkBackoff = [:]
+                recentAddressWrites = [:]
+                addressBackoff = [:]
                 dnsBackoff = [:]
                 dnsOneByOne = []
                 logger.notice("leading; writes wait out the lock-delay", metadata: [
@@ -363,6 +372,8 @@ public actor ControllerReplica: Service {
                 seenInstanceChanges = machine.instanceChanges
             }
             await reconcileSourceDestChecks(term: status.term)
+            await reconcileElasticIPs(term: status.term)
+            if config.aws.autoDrainOnScheduledEvent { await reconcileScheduledDrains() }
             await reconcileRoutes(term: status.term)
         }
     }
@@ -444,6 +455,151 @@ public actor ControllerReplica: Service {
             }
         }
         await readSourceDestChecks()
+        await readInstanceStatuses()
+        await readElasticIPs()
+    }
+
+    /// Each tunnel instance's EC2 status checks and scheduled events, into the log where the
+    /// state's last report differs. One DescribeInstanceStatus per region and discovery.
+    private func readInstanceStatuses() async {
+        let state = machine.state
+        var byRegion: [String: [(tunnel: String, instance: String)]] = [:]
+        for tunnel in config.tunnels {
+            guard let identity = state.tunnels[tunnel.name]?.identity else { continue }
+            byRegion[tunnel.region ?? config.aws.region, default: []].append((tunnel.name, identity.instanceId))
+        }
+        for (region, items) in byRegion.sorted(by: { $0.key < $1.key }) {
+            guard let ec2 = actuators.routes(region) else { continue }
+            let statuses: [String: EC2InstanceStatus]
+            do {
+                statuses = try await ec2.instanceStatuses(items.map(\.instance), deadline: readDeadline)
+            } catch {
+                logger.warning("EC2 instance status could not be read", metadata: ["region": "\(region)", "error": "\(error)"])
+                continue
+            }
+            for item in items {
+                guard let status = statuses[item.instance] else { continue }
+                let report = Self.report(status)
+                guard state.tunnels[item.tunnel]?.ec2Status != report else { continue }
+                if report.impaired {
+                    logger.warning("EC2 status checks impaired: the tunnel is not a candidate", metadata: [
+                        "tunnel": "\(item.tunnel)", "instance": "\(item.instance)", "status": "\(report.summary)",
+                    ])
+                }
+                do {
+                    try await proposeAsLeader(.instanceStatus(tunnel: item.tunnel, report))
+                } catch {
+                    logger.debug("instance status not recorded", metadata: ["tunnel": "\(item.tunnel)", "error": "\(error)"])
+                }
+            }
+        }
+    }
+
+    static func report(_ status: EC2InstanceStatus) -> InstanceStatusReport {
+        func stamp(_ d: Date?) -> Stamp? {
+            guard let d else { return nil }
+            return Stamp(millis: UInt64(max(0, d.timeIntervalSince1970 * 1000)))
+        }
+        var events: [ScheduledEvent] = []
+        for e in status.events where !e.isOver {
+            let notBefore = stamp(e.notBefore)
+            let id = e.id ?? "\(e.code)@\(notBefore?.millis ?? 0)"
+            events.append(ScheduledEvent(id: id, code: e.code, detail: e.description, notBefore: notBefore, notAfter: stamp(e.notAfter)))
+        }
+        events.sort { a, b in
+            let x = a.notBefore?.millis ?? 0, y = b.notBefore?.millis ?? 0
+            return x != y ? x < y : a.id < b.id
+        }
+        return InstanceStatusReport(instanceId: status.instanceId, impaired: status.impaired, summary: status.summary, events: events)
+    }
+
+    /// Where each tunnel's Elastic IP is associated, into the log where the state thinks
+    /// otherwise. One DescribeAddresses per region and discovery.
+    private func readElasticIPs() async {
+        let state = machine.state
+        var byRegion: [String: [(tunnel: String, allocation: String)]] = [:]
+        for tunnel in config.tunnels {
+            guard let eip = tunnel.eip else { continue }
+            byRegion[tunnel.region ?? config.aws.region, default: []].append((tunnel.name, eip))
+        }
+        for (region, items) in byRegion.sorted(by: { $0.key < $1.key }) {
+            guard let ec2 = actuators.routes(region) else { continue }
+            let found: [String: EC2Address]
+            do {
+                found = try await ec2.addresses(items.map(\.allocation), deadline: readDeadline)
+            } catch {
+                logger.warning("Elastic IPs could not be read", metadata: ["region": "\(region)", "error": "\(error)"])
+                continue
+            }
+            for item in items {
+                guard let address = found[item.allocation] else {
+                    if missingAddresses.insert(item.allocation).inserted {
+                        logger.error("Elastic IP not found: the tunnel's address cannot follow its instance", metadata: [
+                            "tunnel": "\(item.tunnel)", "allocation": "\(item.allocation)", "region": "\(region)",
+                        ])
+                    }
+                    continue
+                }
+                missingAddresses.remove(item.allocation)
+                let report = ElasticIPReport(allocationId: address.allocationId, publicIP: address.publicIp, eniId: address.networkInterfaceId)
+                let known = state.tunnels[item.tunnel]?.elasticIP
+                guard known != report else { continue }
+                if let at = recentAddressWrites[item.allocation], ContinuousClock.now - at < config.aws.consistencyWindow,
+                   known?.eniId != nil {
+                    // Our own association is not visible yet: answering the old one with
+                    // another write would repeat it.
+                    continue
+                }
+                do {
+                    try await proposeAsLeader(.elasticIP(tunnel: item.tunnel, report))
+                } catch {
+                    logger.debug("Elastic IP not recorded", metadata: ["tunnel": "\(item.tunnel)", "error": "\(error)"])
+                }
+            }
+        }
+    }
+
+    /// Associates each tunnel's Elastic IP with its current instance's interface where it is
+    /// elsewhere, each as a fenced write. Only once the address was read (so it exists), and
+    /// regardless of health: the far side reaches a replacement only at this address, so its
+    /// sentinel cannot see the tunnel up before it moves.
+    private func reconcileElasticIPs(term: UInt64) async {
+        guard ContinuousClock.now - ledSince >= timing.lockDelay else { return }
+        let state = machine.state
+        for tunnel in config.tunnels {
+            guard let allocation = tunnel.eip, let t = state.tunnels[tunnel.name], let identity = t.identity,
+                  let known = t.elasticIP, known.allocationId == allocation, known.eniId != identity.eniId else { continue }
+            if let b = addressBackoff[allocation], ContinuousClock.now < b.next { continue }
+            guard let ec2 = actuators.routes(tunnel.region ?? config.aws.region) else { continue }
+            if let holder = known.eniId {
+                logger.notice("taking the tunnel's Elastic IP from another interface", metadata: [
+                    "tunnel": "\(tunnel.name)", "eip": "\(known.publicIP)", "from": "\(holder)", "to": "\(identity.eniId)",
+                ])
+            }
+            let write = ActuationWrite.associateAddress(
+                tunnel: tunnel.name, allocationId: allocation, instanceId: identity.instanceId, eniId: identity.eniId, privateIP: identity.privateIP)
+            let result = await actuate(write, term: term) { token, deadline in
+                let requestID = try await ec2.associateAddress(allocation, networkInterfaceId: identity.eniId, privateIpAddress: identity.privateIP,
+                                                               fencing: token, deadline: deadline)
+                return "\(known.publicIP) on \(identity.eniId)\(requestID.map { " [request id \($0)]" } ?? "")"
+            }
+            if result == .written { recentAddressWrites[allocation] = .now }
+            addressBackoff[allocation] = Self.backoff(after: result, addressBackoff[allocation])
+        }
+    }
+
+    /// Drains a tunnel ahead of its instance's scheduled event and lifts that drain after it
+    /// (aws.autoDrainOnScheduledEvent); never lifts an operator's drain.
+    private func reconcileScheduledDrains() async {
+        let lead = UInt64(clamping: config.aws.scheduledEventDrainLead.milliseconds)
+        for command in ScheduledDrains.commands(state: machine.state, tunnels: config.tunnels.map(\.name), leadMillis: lead) {
+            logger.notice("EC2 scheduled event", metadata: ["command": "\(command)"])
+            do {
+                try await proposeAsLeader(command)
+            } catch {
+                logger.debug("scheduled-event drain not proposed", metadata: ["error": "\(error)"])
+            }
+        }
     }
 
     /// What EC2 says of each known interface's source/destination check, into the log where
@@ -515,9 +671,21 @@ public actor ControllerReplica: Service {
         var inSync = true
         var desiredByZone: [String: [DesiredRecord]] = [:]
         for tunnel in config.tunnels {
-            guard let record = tunnel.dns, let identity = state.tunnels[tunnel.name]?.identity else { continue }
+            guard let record = tunnel.dns, let t = state.tunnels[tunnel.name], let identity = t.identity else { continue }
+            let address: String
+            switch record.address {
+            case .private:
+                address = identity.privateIP
+            case .public:
+                // Known once the leader read the Elastic IP; until then nothing to publish.
+                guard let eip = t.elasticIP?.publicIP else {
+                    inSync = false
+                    continue
+                }
+                address = eip
+            }
             desiredByZone[record.zoneId, default: []].append(
-                DesiredRecord(hostedZoneId: record.zoneId, name: record.name, ttl: record.ttl, values: [identity.privateIP]))
+                DesiredRecord(hostedZoneId: record.zoneId, name: record.name, ttl: record.ttl, values: [address]))
         }
         for (zone, records) in desiredByZone.sorted(by: { $0.key < $1.key }) {
             let current: [String: ResourceRecordSet]

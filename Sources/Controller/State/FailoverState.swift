@@ -40,6 +40,14 @@ public struct TunnelState: Sendable, Hashable {
     /// so by the leader, or turned off by a write whose outcome committed). Routes go only to
     /// such an interface; a new identity starts without it.
     public var forwardingENI: String?
+    /// EC2's status checks and scheduled events of the current identity's instance, as last
+    /// read; a report about another instance is never kept.
+    public var ec2Status: InstanceStatusReport?
+    /// Where the tunnel's Elastic IP (if it names one) is associated, as last read or written.
+    public var elasticIP: ElasticIPReport?
+
+    /// EC2's status checks of the current instance say impaired.
+    public var impaired: Bool { ec2Status.map { $0.impaired && $0.instanceId == identity?.instanceId } ?? false }
 
     /// Whether routes may point at the current identity's interface as far as EC2's
     /// source/destination check goes.
@@ -67,6 +75,12 @@ public enum EventKind: Sendable, Hashable {
     /// The source/destination check of a tunnel's interface changed as far as the state knows
     /// (read by the leader, or turned off by a write).
     case sourceDestCheck(tunnel: String, eniId: String, enabled: Bool)
+    /// EC2's status checks of the tunnel's instance changed between impaired and not.
+    case instanceStatus(tunnel: String, instanceId: String, impaired: Bool, summary: String)
+    /// EC2 scheduled an event for the tunnel's instance (listed once, when first read).
+    case scheduledEvent(tunnel: String, instanceId: String, ScheduledEvent)
+    /// The tunnel's Elastic IP is associated elsewhere than the state knew (nil: nowhere).
+    case elasticIP(tunnel: String, allocationId: String, publicIP: String, eniId: String?)
     case intent(FencingToken, ActuationWrite)
     case outcome(FencingToken, success: Bool, detail: String, requestId: String)
     case outcomeWithoutIntent(FencingToken, success: Bool)
@@ -180,6 +194,7 @@ public struct FailoverState: Sendable, Hashable {
             guard old != identity else { break }
             tunnels[name, default: TunnelState()].identity = identity
             if old?.eniId != identity.eniId { tunnels[name]?.forwardingENI = nil }
+            if old?.instanceId != identity.instanceId { tunnels[name]?.ec2Status = nil }
             if let old, old.instanceId != identity.instanceId, var t = tunnels[name] {
                 // A replacement earns its verdict from its own sentinel (issue #16): the old
                 // instance's health says nothing about the new one.
@@ -204,6 +219,21 @@ public struct FailoverState: Sendable, Hashable {
 
         case .sourceDestCheck(let name, let eni, let enabled):
             setSourceDestCheck(name, eni: eni, enabled: enabled, into: &directives)
+
+        case .instanceStatus(let name, let report):
+            guard let t = tunnels[name], t.identity?.instanceId == report.instanceId, t.ec2Status != report else { break }
+            let known = Set(t.ec2Status?.events.map(\.id) ?? [])
+            if t.impaired != report.impaired {
+                events.append(.instanceStatus(tunnel: name, instanceId: report.instanceId, impaired: report.impaired, summary: report.summary), at: now)
+                directives.append(.replan)
+            }
+            for event in report.events where !known.contains(event.id) {
+                events.append(.scheduledEvent(tunnel: name, instanceId: report.instanceId, event), at: now)
+            }
+            tunnels[name]?.ec2Status = report
+
+        case .elasticIP(let name, let report):
+            setElasticIP(name, report)
 
         case .intent(let token, let write):
             guard pending[token] == nil else { break }
@@ -234,6 +264,10 @@ public struct FailoverState: Sendable, Hashable {
                     routeTargets[key] = target
                 case .disableSourceDestCheck(let name, _, let eni):
                     setSourceDestCheck(name, eni: eni, enabled: false, into: &directives)
+                case .associateAddress(let name, let allocation, _, let eni, _):
+                    if let known = tunnels[name]?.elasticIP, known.allocationId == allocation {
+                        setElasticIP(name, ElasticIPReport(allocationId: allocation, publicIP: known.publicIP, eniId: eni))
+                    }
                 case .dns:
                     break
                 }
@@ -252,6 +286,12 @@ public struct FailoverState: Sendable, Hashable {
         tunnels[name]?.forwardingENI = forwarding
         events.append(.sourceDestCheck(tunnel: name, eniId: eni, enabled: enabled), at: now)
         directives.append(.replan)
+    }
+
+    mutating func setElasticIP(_ name: String, _ report: ElasticIPReport) {
+        guard tunnels[name] != nil, tunnels[name]?.elasticIP != report else { return }
+        tunnels[name]?.elasticIP = report
+        events.append(.elasticIP(tunnel: name, allocationId: report.allocationId, publicIP: report.publicIP, eniId: report.eniId), at: now)
     }
 
     /// The verdict rules for one tunnel at `now` (docs/CONTROLLER.md).

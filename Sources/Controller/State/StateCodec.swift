@@ -40,10 +40,10 @@ extension StateCodecError {
 public enum StateCodec {
     /// The version of encoded commands (log entries).
     public static let version: UInt8 = 1
-    /// The version of snapshots. 3 adds each tunnel's `forwardingENI`, 2 its
+    /// The version of snapshots. 4 adds each tunnel's `ec2Status` and `elasticIP`, 3 each tunnel's `forwardingENI`, 2 its
     /// `upEvidenceSince`; 1 and 2 are still read
     /// (the streak then starts afresh, which only makes a failback wait one hold-down more).
-    public static let stateVersion: UInt8 = 3
+    public static let stateVersion: UInt8 = 4
     /// "SWFS": tells a controller snapshot from any other blob handed to the decoder.
     static let snapshotMagic: [UInt8] = [0x53, 0x57, 0x46, 0x53]
 
@@ -105,6 +105,10 @@ public enum StateCodec {
                 w.bool(false)
             }
             w.optionalString(t.forwardingENI)
+            w.bool(t.ec2Status != nil)
+            if let status = t.ec2Status { w.instanceStatus(status) }
+            w.bool(t.elasticIP != nil)
+            if let eip = t.elasticIP { w.elasticIP(eip) }
         }
         let tokens = state.pending.keys.sorted()
         w.varint(UInt64(tokens.count))
@@ -164,6 +168,10 @@ public enum StateCodec {
             }
             if try r.bool("identity") { t.identity = try r.identity() }
             if v >= 3 { t.forwardingENI = try r.optionalString("forwarding eni") }
+            if v >= 4 {
+                if try r.bool("ec2 status") { t.ec2Status = try r.instanceStatus() }
+                if try r.bool("elastic ip") { t.elasticIP = try r.elasticIP() }
+            }
             state.tunnels[name] = t
         }
         let pendingCount = try r.count("pending intents", minBytesEach: 4)
@@ -234,6 +242,28 @@ struct StateWriter {
         string(i.privateIP)
     }
 
+    mutating func instanceStatus(_ s: InstanceStatusReport) {
+        string(s.instanceId)
+        bool(s.impaired)
+        string(s.summary)
+        varint(UInt64(s.events.count))
+        for e in s.events { scheduledEvent(e) }
+    }
+
+    mutating func scheduledEvent(_ e: ScheduledEvent) {
+        string(e.id)
+        string(e.code)
+        string(e.detail)
+        optionalStamp(e.notBefore)
+        optionalStamp(e.notAfter)
+    }
+
+    mutating func elasticIP(_ e: ElasticIPReport) {
+        string(e.allocationId)
+        string(e.publicIP)
+        optionalString(e.eniId)
+    }
+
     mutating func token(_ t: FencingToken) {
         varint(t.term)
         varint(t.index)
@@ -281,6 +311,13 @@ struct StateWriter {
             string(tunnel)
             string(instance)
             string(eni)
+        case .associateAddress(let tunnel, let allocation, let instance, let eni, let ip):
+            byte(5)
+            string(tunnel)
+            string(allocation)
+            string(instance)
+            string(eni)
+            string(ip)
         }
     }
 
@@ -337,6 +374,14 @@ struct StateWriter {
             string(tunnel)
             string(eni)
             bool(enabled)
+        case .instanceStatus(let tunnel, let report):
+            byte(13)
+            string(tunnel)
+            instanceStatus(report)
+        case .elasticIP(let tunnel, let report):
+            byte(14)
+            string(tunnel)
+            elasticIP(report)
         }
     }
 
@@ -412,6 +457,23 @@ struct StateWriter {
             string(tunnel)
             string(eni)
             bool(enabled)
+        case .instanceStatus(let tunnel, let instance, let impaired, let summary):
+            byte(17)
+            string(tunnel)
+            string(instance)
+            bool(impaired)
+            string(summary)
+        case .scheduledEvent(let tunnel, let instance, let event):
+            byte(18)
+            string(tunnel)
+            string(instance)
+            scheduledEvent(event)
+        case .elasticIP(let tunnel, let allocation, let ip, let eni):
+            byte(19)
+            string(tunnel)
+            string(allocation)
+            string(ip)
+            optionalString(eni)
         }
     }
 }
@@ -489,6 +551,26 @@ struct StateReader {
         InstanceIdentity(instanceId: try string("instance id"), eniId: try string("eni id"), privateIP: try string("private ip"))
     }
 
+    mutating func instanceStatus() throws(StateCodecError) -> InstanceStatusReport {
+        let instance = try string("instance id")
+        let impaired = try bool("impaired")
+        let summary = try string("status summary")
+        // Each event is at least three length bytes and two absent stamps.
+        let count = try count("scheduled events", minBytesEach: 5)
+        var events: [ScheduledEvent] = []
+        for _ in 0..<count { events.append(try scheduledEvent()) }
+        return InstanceStatusReport(instanceId: instance, impaired: impaired, summary: summary, events: events)
+    }
+
+    mutating func scheduledEvent() throws(StateCodecError) -> ScheduledEvent {
+        ScheduledEvent(id: try string("event id"), code: try string("event code"), detail: try string("event detail"),
+                       notBefore: try optionalStamp("not before"), notAfter: try optionalStamp("not after"))
+    }
+
+    mutating func elasticIP() throws(StateCodecError) -> ElasticIPReport {
+        ElasticIPReport(allocationId: try string("allocation id"), publicIP: try string("public ip"), eniId: try optionalString("eni id"))
+    }
+
     mutating func token() throws(StateCodecError) -> FencingToken {
         FencingToken(term: try varint("term"), index: try varint("index"))
     }
@@ -527,6 +609,9 @@ struct StateReader {
             return .dns(zoneId: zone, records: records)
         case 4:
             return .disableSourceDestCheck(tunnel: try string("tunnel"), instanceId: try string("instance id"), eniId: try string("eni id"))
+        case 5:
+            return .associateAddress(tunnel: try string("tunnel"), allocationId: try string("allocation id"),
+                                     instanceId: try string("instance id"), eniId: try string("eni id"), privateIP: try string("private ip"))
         default:
             throw .invalidValue(what: "write kind")
         }
@@ -562,6 +647,10 @@ struct StateReader {
             return .observe(
                 replica: try varint("replica"), tunnel: try string("tunnel"), healthyRun: try varint32("healthyRun"),
                 unhealthyRun: try varint32("unhealthyRun"), rttMillis: try optionalVarint32("rtt"), instanceId: try string("instance id"))
+        case 13:
+            return .instanceStatus(tunnel: try string("tunnel"), try instanceStatus())
+        case 14:
+            return .elasticIP(tunnel: try string("tunnel"), try elasticIP())
         default:
             throw .invalidValue(what: "command kind")
         }
@@ -601,6 +690,14 @@ struct StateReader {
             return .routeNotWritten(try routeKey(), reason: try string("reason"))
         case 16:
             return .sourceDestCheck(tunnel: try string("tunnel"), eniId: try string("eni id"), enabled: try bool("enabled"))
+        case 17:
+            return .instanceStatus(tunnel: try string("tunnel"), instanceId: try string("instance id"), impaired: try bool("impaired"),
+                                   summary: try string("status summary"))
+        case 18:
+            return .scheduledEvent(tunnel: try string("tunnel"), instanceId: try string("instance id"), try scheduledEvent())
+        case 19:
+            return .elasticIP(tunnel: try string("tunnel"), allocationId: try string("allocation id"), publicIP: try string("public ip"),
+                              eniId: try optionalString("eni id"))
         default:
             throw .invalidValue(what: "event kind")
         }

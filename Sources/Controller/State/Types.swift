@@ -75,6 +75,81 @@ public struct InstanceIdentity: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(instanceId)/\(eniId)/\(privateIP)" }
 }
 
+/// What the leader read of a tunnel instance's EC2 status checks and scheduled events.
+public struct InstanceStatusReport: Sendable, Hashable {
+    public var instanceId: String
+    /// An instance, system or EBS status check says `impaired`.
+    public var impaired: Bool
+    /// The checks as EC2 named them ("instance impaired, system ok").
+    public var summary: String
+    /// Scheduled events, oldest `notBefore` first; those EC2 lists as completed or cancelled
+    /// are left out.
+    public var events: [ScheduledEvent]
+
+    public init(instanceId: String, impaired: Bool, summary: String, events: [ScheduledEvent]) {
+        self.instanceId = instanceId
+        self.impaired = impaired
+        self.summary = summary
+        self.events = events
+    }
+}
+
+/// An EC2 scheduled event (retirement, reboot, maintenance) of a tunnel's instance.
+public struct ScheduledEvent: Sendable, Hashable, CustomStringConvertible {
+    /// EC2's event id, or code and start when the answer has none.
+    public var id: String
+    public var code: String
+    public var detail: String
+    public var notBefore: Stamp?
+    public var notAfter: Stamp?
+
+    public init(id: String, code: String, detail: String, notBefore: Stamp?, notAfter: Stamp?) {
+        self.id = id
+        self.code = code
+        self.detail = detail
+        self.notBefore = notBefore
+        self.notAfter = notAfter
+    }
+
+    public var description: String {
+        "\(code)" + (notBefore.map { " from \(isoTime($0))" } ?? "") + (notAfter.map { " until \(isoTime($0))" } ?? "")
+    }
+}
+
+/// A stamp as an ISO 8601 UTC time, for events an operator reads.
+func isoTime(_ stamp: Stamp) -> String {
+    let seconds = stamp.millis / 1000
+    let days = Int64(seconds / 86_400)
+    let rest = seconds % 86_400
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm), so the pure state
+    // formats without Foundation's formatters.
+    let z = days + 719_468
+    let era = (z >= 0 ? z : z - 146_096) / 146_097
+    let doe = z - era * 146_097
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+    let mp = (5 * doy + 2) / 153
+    let d = doy - (153 * mp + 2) / 5 + 1
+    let m = mp < 10 ? mp + 3 : mp - 9
+    let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
+    func two(_ v: Int64) -> String { v < 10 ? "0\(v)" : "\(v)" }
+    return "\(y)-\(two(m))-\(two(d))T\(two(Int64(rest / 3600))):\(two(Int64(rest % 3600 / 60))):\(two(Int64(rest % 60)))Z"
+}
+
+/// Where a tunnel's Elastic IP is associated, as the leader read it (or wrote it).
+public struct ElasticIPReport: Sendable, Hashable {
+    public var allocationId: String
+    public var publicIP: String
+    /// The interface it is associated with now; nil when it is not associated.
+    public var eniId: String?
+
+    public init(allocationId: String, publicIP: String, eniId: String?) {
+        self.allocationId = allocationId
+        self.publicIP = publicIP
+        self.eniId = eniId
+    }
+}
+
 /// Where a route points: the tunnel it was chosen for, and the instance and ENI behind it then.
 public struct RouteTarget: Sendable, Hashable, CustomStringConvertible {
     public var tunnel: String
@@ -114,6 +189,9 @@ public enum ActuationWrite: Sendable, Hashable {
     /// Turns off the source/destination check of the interface routes to `tunnel` name: a
     /// VPN instance forwards other hosts' traffic, which EC2 drops while the check is on.
     case disableSourceDestCheck(tunnel: String, instanceId: String, eniId: String)
+    /// Associates the tunnel's Elastic IP with its current instance's interface, so the far
+    /// side's IPsec peer address stays the same across a replacement.
+    case associateAddress(tunnel: String, allocationId: String, instanceId: String, eniId: String, privateIP: String)
 }
 
 /// One A record upserted by a `.dns` write.
@@ -150,6 +228,10 @@ public enum ControllerCommand: Sendable, Hashable {
     case instanceIdentity(tunnel: String, InstanceIdentity)
     /// What the leader read of the source/destination check of the tunnel's interface.
     case sourceDestCheck(tunnel: String, eniId: String, enabled: Bool)
+    /// What the leader read of the tunnel's instance's EC2 status checks and scheduled events.
+    case instanceStatus(tunnel: String, InstanceStatusReport)
+    /// Where the leader read the tunnel's Elastic IP to be associated.
+    case elasticIP(tunnel: String, ElasticIPReport)
     case intent(FencingToken, ActuationWrite)
     case outcome(FencingToken, success: Bool, detail: String, requestId: String)
     /// The leader looked at a managed route and chose not to write it (it points at a gateway
