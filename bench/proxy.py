@@ -130,6 +130,15 @@ given request order.
       `actions` (default DescribeInstances) with any Filter.N.Name answers 503 Unavailable
       "The service is unavailable. Please try again shortly."; by InstanceId.N only it is
       forwarded.
+  "instance_status": {"i-..": {"instance": "impaired", "system": "ok",
+                               "events": [{"code": "system-reboot", "id": "instance-event-..",
+                                           "description": "..", "notBefore": "2026-12-09T02:00:00.000Z",
+                                           "notAfter": "..."}]}}
+      moto answers every running instance "ok" with no scheduled events. DescribeInstanceStatus
+      answers: each listed instance's instanceStatus / systemStatus status (and a reachability
+      detail "failed" for "impaired", "passed" otherwise) as given (absent: moto's), and its
+      eventsSet replaced by `events` when the key is there (an event without "id" gets
+      "instance-event-<n>"; AWS marks a finished one with a "[Completed]" description).
 Every answer the proxy synthesises carries a RequestID (uuid) and an x-amzn-RequestId header.
 Rewritten XML keeps moto's default namespace (no ns0: prefixes) and <?xml ..?> declaration;
 Content-Length is recomputed. moto's Route 53 answers are never rewritten (the proxy only
@@ -170,7 +179,7 @@ TOKEN = re.compile(r"node/(\d+) term/(\d+) index/(\d+)")
 EXEC_ENV = re.compile(r"exec-env/(\S+)")
 
 REALISM_MODES = ("latency", "az_outage", "buckets", "deny", "dryrun", "new_id_lag", "late_apply",
-                 "aws_errors", "consistency", "blackhole", "propagation", "eni_order")
+                 "aws_errors", "consistency", "blackhole", "propagation", "eni_order", "instance_status")
 ROUTE_WRITES = ("CreateRoute", "ReplaceRoute", "DeleteRoute")
 # (request parameter, answer element) naming a route's destination
 DESTINATIONS = (("DestinationCidrBlock", "destinationCidrBlock"),
@@ -786,6 +795,8 @@ class Realism:
             elif status == 200 and op in ("DescribeInstances", "DescribeNetworkInterfaces") \
                     and s.get("eni_order") == "shuffle":
                 data = self._shuffle(data, op, tags)
+            elif status == 200 and op == "DescribeInstanceStatus" and isinstance(s.get("instance_status"), dict):
+                data = self._instance_status(data, s["instance_status"], tags)
             elif status >= 400 and s.get("aws_errors"):
                 data, out_headers = self._aws_error(data, out_headers, tags)
         except Exception:  # a rewrite must never cost the answer
@@ -893,6 +904,46 @@ class Realism:
                 changed = True
                 if "eni_order" not in tags:
                     tags.append("eni_order")
+        return xml_dump(root, ns, decl) if changed else data
+
+    @staticmethod
+    def _instance_status(data, given, tags):
+        root, ns, decl = xml_parse(data)
+        if root is None:
+            return data
+        changed = False
+        for item in [e for e in root.iter() if local(e.tag) == "item" and child(e, "instanceId") is not None]:
+            want = given.get(child_text(item, "instanceId"))
+            if not isinstance(want, dict):
+                continue
+            for key, tag in (("instance", "instanceStatus"), ("system", "systemStatus")):
+                if key not in want:
+                    continue
+                old = child(item, tag)
+                if old is not None:
+                    item.remove(old)
+                el = ET.SubElement(item, qname(ns, tag))
+                ET.SubElement(el, qname(ns, "status")).text = str(want[key])
+                det = ET.SubElement(ET.SubElement(el, qname(ns, "details")), qname(ns, "item"))
+                ET.SubElement(det, qname(ns, "name")).text = "reachability"
+                ET.SubElement(det, qname(ns, "status")).text = "failed" if want[key] == "impaired" else "passed"
+                changed = True
+            if "events" in want:
+                old = child(item, "eventsSet")
+                if old is not None:
+                    item.remove(old)
+                evs = ET.SubElement(item, qname(ns, "eventsSet"))
+                for n, ev in enumerate(as_list(want["events"])):
+                    if not isinstance(ev, dict):
+                        continue
+                    it = ET.SubElement(evs, qname(ns, "item"))
+                    ET.SubElement(it, qname(ns, "instanceEventId")).text = str(ev.get("id") or "instance-event-%d" % (n + 1))
+                    for k in ("code", "description", "notBefore", "notAfter"):
+                        if ev.get(k) is not None:
+                            ET.SubElement(it, qname(ns, k)).text = str(ev[k])
+                changed = True
+        if changed:
+            tags.append("instance_status")
         return xml_dump(root, ns, decl) if changed else data
 
     @staticmethod

@@ -537,6 +537,28 @@ class TestRealism(unittest.TestCase):
             seen.add(tuple(n["NetworkInterfaceId"] for n in data["NetworkInterfaces"]))
         self.assertGreater(len(seen), 1, "DescribeNetworkInterfaces was never shuffled")
 
+    # ------------------------------------------------------------ 6b. instance status
+
+    def test_instance_status(self):
+        truth = W.moto_ok("ec2", "describe-instance-status", "--instance-ids", W.inst1, "--include-all-instances")
+        self.assertEqual(truth["InstanceStatuses"][0]["InstanceStatus"]["Status"], "ok", "moto says ok")
+        W.set_control({"instance_status": {W.inst1: {"instance": "impaired", "events": [
+            {"code": "system-reboot", "description": "scheduled reboot", "notBefore": "2026-12-09T02:00:00.000Z",
+             "notAfter": "2026-12-09T04:00:00.000Z"}]}}})
+        pos = W.log_pos()
+        data = self.proxy_ok("ec2", "describe-instance-status", "--instance-ids", W.inst1, "--include-all-instances")
+        st = data["InstanceStatuses"][0]
+        self.assertEqual(st["InstanceStatus"]["Status"], "impaired")
+        self.assertEqual(st["InstanceStatus"]["Details"], [{"Name": "reachability", "Status": "failed"}])
+        self.assertEqual(st["SystemStatus"]["Status"], "ok", "an unlisted check is moto's")
+        (ev,) = st["Events"]
+        self.assertEqual((ev["Code"], ev["InstanceEventId"], ev["Description"]), ("system-reboot", "instance-event-1", "scheduled reboot"))
+        self.assertTrue(str(ev["NotBefore"]).startswith("2026-12-09T02:00:00"))
+        self.assertIn("instance_status", self.requests(pos)[0]["done"]["realism"])
+        W.set_control({"instance_status": {W.inst1: {"events": []}}})
+        st = self.proxy_ok("ec2", "describe-instance-status", "--instance-ids", W.inst1)["InstanceStatuses"][0]
+        self.assertEqual((st["InstanceStatus"]["Status"], st.get("Events", [])), ("ok", []))
+
     # ------------------------------------------------------------ 7. AWS errors
 
     def test_aws_errors(self):

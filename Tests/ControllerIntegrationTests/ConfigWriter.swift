@@ -34,6 +34,9 @@ struct ConfigWriter: Sendable {
         var region = "us-east-1"
         var endpoint: String?
         var profile: String?
+        /// `autoDrainOnScheduledEvent` and `scheduledEventDrainLead`, emitted only when set.
+        var autoDrainOnScheduledEvent: Bool? = nil
+        var scheduledEventDrainLead: String? = nil
     }
 
     enum Probe: Sendable, Hashable {
@@ -51,6 +54,8 @@ struct ConfigWriter: Sendable {
         var zoneId: String
         var name: String
         var ttl: Int?
+        /// `private` or `public`, emitted only when set.
+        var address: String? = nil
     }
 
     struct Tunnel: Sendable, Hashable {
@@ -66,6 +71,8 @@ struct ConfigWriter: Sendable {
         var require: Require?
         /// `instance.interfaceTag` as (key, value), emitted only when set.
         var interfaceTag: [String]? = nil
+        /// The Elastic IP allocation id, emitted only when set.
+        var eip: String? = nil
 
         init(name: String, tagKey: String = "switchman/tunnel", tagValue: String? = nil, sentinel: String, region: String? = nil,
              dns: DNS? = nil, probes: [Probe]? = nil, require: Require? = nil) {
@@ -188,6 +195,8 @@ struct ConfigWriter: Sendable {
         out.append("  region: \(q(aws.region))")
         if let v = aws.endpoint { out.append("  endpoint: \(q(v))") }
         if let v = aws.profile { out.append("  profile: \(q(v))") }
+        if let v = aws.autoDrainOnScheduledEvent { out.append("  autoDrainOnScheduledEvent: \(v)") }
+        if let v = aws.scheduledEventDrainLead { out.append("  scheduledEventDrainLead: \(q(v))") }
         out.append(tunnels.isEmpty ? "tunnels: []" : "tunnels:")
         for t in tunnels {
             out.append("  - name: \(q(t.name))")
@@ -196,8 +205,9 @@ struct ConfigWriter: Sendable {
             out.append("    instance: {tagKey: \(q(t.tagKey)), tagValue: \(q(t.tagValue))\(interfaceTag)}")
             out.append("    sentinel: \(q(t.sentinel))")
             if let d = t.dns {
-                out.append("    dns: {zoneId: \(q(d.zoneId)), name: \(q(d.name))\(d.ttl.map { ", ttl: \($0)" } ?? "")}")
+                out.append("    dns: {zoneId: \(q(d.zoneId)), name: \(q(d.name))\(d.ttl.map { ", ttl: \($0)" } ?? "")\(d.address.map { ", address: \($0)" } ?? "")}")
             }
+            if let v = t.eip { out.append("    eip: \(q(v))") }
             if let probes = t.probes {
                 out.append(probes.isEmpty ? "    probes: []" : "    probes:")
                 for p in probes {

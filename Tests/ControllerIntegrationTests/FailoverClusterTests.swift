@@ -18,7 +18,9 @@ struct RunningCluster {
 
     /// `realism`: the replicas talk to moto through bench/proxy.py with these settings (made
     /// from the world, which exists by then); awscli still reads moto directly.
-    static func start(_ scope: ClusterScope, dns: Bool, realism: ((MotoWorld) -> [String: Any])? = nil) async throws -> RunningCluster {
+    /// `configure`: changes to the config before it is written (an Elastic IP, say).
+    static func start(_ scope: ClusterScope, dns: Bool, realism: ((MotoWorld) -> [String: Any])? = nil,
+                      configure: ((inout ConfigWriter, MotoWorld) async throws -> Void)? = nil) async throws -> RunningCluster {
         let recording = scope.directory.appendingPathComponent("moto-recording.jsonl")
         var spec = MotoWorld.Spec()
         spec.zones = ["us-east-1a", "us-east-1b"]
@@ -50,6 +52,7 @@ struct RunningCluster {
             observationTTL: "5s")
         config.timing = .init(heartbeat: "100ms", electionTimeout: "1500ms", maxClockDrift: 0.05)
         if let proxy { config.aws.endpoint = proxy.endpoint }
+        if let configure { try await configure(&config, world) }
         let path = try scope.write(config)
         for t in tunnels { try scope.spawn("sentinel-\(t)", ["sentinel", "--config", path, "--tunnel", t]) }
         // moto takes any credentials; the replicas find these through the standard chain.
