@@ -309,6 +309,11 @@ public final class EC2Client: Sendable {
                          deadline: deadline)
     }
 
+    public func dryRunAssociateAddress(allocationId: String, networkInterfaceId: String, deadline: NIODeadline? = nil) async throws -> DryRunResult {
+        try await dryRun("AssociateAddress", [("AllocationId", allocationId), ("NetworkInterfaceId", networkInterfaceId),
+                                              ("AllowReassociation", "true")], deadline: deadline)
+    }
+
     private func dryRun(_ action: String, _ params: [(String, String)], deadline: NIODeadline?) async throws -> DryRunResult {
         do {
             let root = try await call(action, params + [("DryRun", "true")], idempotency: .safe, fencing: nil, deadline: deadline)

@@ -11,7 +11,12 @@ extension ClusterTests {
             let proxy = try await RealismProxy.start(in: scope.directory, upstream: "127.0.0.1:\(world.moto.port)")
             scope.onTeardown { await proxy.stop() }
             try proxy.set(["dryrun": true, "aws_errors": true])
-            let (path, env) = try await Self.preflightConfig(scope, world, proxy, dns: true)
+            let address = try await world.cli.object(["ec2", "allocate-address", "--domain", "vpc"])
+            let allocation = try address.string("AllocationId")
+            let first = try #require(world.vpnInstances.first?.tag)
+            let (path, env) = try await Self.preflightConfig(scope, world, proxy, dns: true) { t in
+                if t.name == first { t.eip = allocation }
+            }
             let before = try await world.routeTargets(destination: world.remoteCIDR)
 
             let allowed = try await SwitchmanBinary.run(["preflight", "--config", path], environment: env)
@@ -20,8 +25,11 @@ extension ClusterTests {
             #expect(allowed.stdout.contains("ModifyNetworkInterfaceAttribute allowed (DryRun)"), "\(allowed.stdout)")
             #expect(allowed.stdout.contains("credentials") && allowed.stdout.contains("environment"), "names the credentials source")
             #expect(allowed.stdout.contains("hostedZone"))
+            #expect(allowed.stdout.contains("AssociateAddress to \(try world.instance(first).eniID) allowed (DryRun)"), "\(allowed.stdout)")
+            #expect(allowed.stdout.contains("instance ok, system ok"), "\(allowed.stdout)")
 
-            try proxy.set(["dryrun": true, "aws_errors": true, "deny": ["ReplaceRoute", "CreateRoute", "ModifyNetworkInterfaceAttribute"]])
+            try proxy.set(["dryrun": true, "aws_errors": true, "deny": ["ReplaceRoute", "CreateRoute", "ModifyNetworkInterfaceAttribute", "AssociateAddress"],
+                           "instance_status": [try world.instance(first).instanceID: ["system": "impaired"]]])
             let denied = try await SwitchmanBinary.run(["preflight", "--config", path, "--json"], environment: env)
             #expect(denied.status == 1, "preflight with writes denied: \(denied.stdout)\(denied.stderr)")
             let checks = try #require(try JSONSerialization.jsonObject(with: Data(denied.stdout.utf8)) as? [[String: Any]])
@@ -31,6 +39,13 @@ extension ClusterTests {
             #expect(checks.filter { $0["check"] as? String == "instance" }.allSatisfy { $0["ok"] as? Bool == true })
             let checkWrites = checks.filter { $0["check"] as? String == "sourceDestCheck" }
             #expect(checkWrites.count == world.vpnInstances.count && checkWrites.allSatisfy { $0["ok"] as? Bool == false }, "\(checkWrites)")
+            let eip = checks.filter { $0["check"] as? String == "elasticIP" }
+            #expect(eip.count == 1 && eip.first?["ok"] as? Bool == false, "\(eip)")
+            let statuses = checks.filter { $0["check"] as? String == "instanceStatus" }
+            #expect(statuses.filter { $0["ok"] as? Bool == false }.map { $0["detail"] as? String } == ["instance ok, system impaired"], "\(statuses)")
+            // Nor was the address moved.
+            let read = try await world.cli.object(["ec2", "describe-addresses", "--allocation-ids", allocation])
+            #expect((read["Addresses"]?.array.first?["NetworkInterfaceId"]?.string ?? "").isEmpty, "the dry runs associated nothing")
 
             // Nothing was written: awscli reads moto itself.
             #expect(try await world.routeTargets(destination: world.remoteCIDR) == before)

@@ -5,7 +5,8 @@ import NIOCore
 
 /// One thing `switchman preflight` checked.
 public struct PreflightCheck: Sendable, Codable, Hashable {
-    /// `credentials`, `routeTable`, `instance`, `routeWrite`, `hostedZone`.
+    /// `credentials`, `instance`, `sourceDestCheck`, `instanceStatus`, `elasticIP`,
+    /// `routeTable`, `routeWrite`, `hostedZone`.
     public var check: String
     public var subject: String
     public var ok: Bool
@@ -70,6 +71,55 @@ public enum Preflight {
                     checks.append(PreflightCheck(check: "sourceDestCheck", subject: subject, ok: false,
                                                  detail: "ModifyNetworkInterfaceAttribute (DryRun): \(error)"))
                 }
+            }
+        }
+
+        // EC2's status checks of every instance found, and each tunnel's Elastic IP: it must
+        // exist, and IAM must let the leader move it onto the tunnel's interface.
+        var statusByRegion: [String: [(tunnel: String, instance: String)]] = [:]
+        for tunnel in config.tunnels {
+            guard let identity = known[tunnel.name] else { continue }
+            statusByRegion[tunnel.region ?? config.aws.region, default: []].append((tunnel.name, identity.instanceId))
+        }
+        for (region, items) in statusByRegion.sorted(by: { $0.key < $1.key }) {
+            guard let ec2 = aws.ec2[region] else { continue }
+            do {
+                let statuses = try await AWSRouteActuator(ec2: ec2, logger: logger).instanceStatuses(items.map(\.instance), deadline: until())
+                for item in items {
+                    let status = statuses[item.instance]
+                    let events = status?.events.filter { !$0.isOver }.map(\.code) ?? []
+                    checks.append(PreflightCheck(
+                        check: "instanceStatus", subject: "\(item.tunnel) \(item.instance)", ok: status.map { !$0.impaired } ?? false,
+                        detail: (status?.summary ?? "not listed by DescribeInstanceStatus")
+                            + (events.isEmpty ? "" : "; scheduled: \(events.joined(separator: ", "))")))
+                }
+            } catch {
+                for item in items {
+                    checks.append(PreflightCheck(check: "instanceStatus", subject: "\(item.tunnel) \(item.instance)", ok: false, detail: "\(error)"))
+                }
+            }
+        }
+        for tunnel in config.tunnels {
+            guard let allocation = tunnel.eip, let ec2 = aws.ec2[tunnel.region ?? config.aws.region] else { continue }
+            let subject = "\(tunnel.name) \(allocation)"
+            do {
+                guard let address = try await ec2.describeAddresses(allocationIds: [allocation], deadline: until()).first else {
+                    checks.append(PreflightCheck(check: "elasticIP", subject: subject, ok: false, detail: "no such Elastic IP in this account and Region"))
+                    continue
+                }
+                guard let identity = known[tunnel.name] else {
+                    checks.append(PreflightCheck(check: "elasticIP", subject: subject, ok: true, detail: "\(address.publicIp); no instance to dry-run the association with"))
+                    continue
+                }
+                switch try await ec2.dryRunAssociateAddress(allocationId: allocation, networkInterfaceId: identity.eniId, deadline: until()) {
+                case .allowed:
+                    checks.append(PreflightCheck(check: "elasticIP", subject: subject, ok: true,
+                                                 detail: "\(address.publicIp), on \(address.networkInterfaceId ?? "nothing"); AssociateAddress to \(identity.eniId) allowed (DryRun)"))
+                case .denied(let why):
+                    checks.append(PreflightCheck(check: "elasticIP", subject: subject, ok: false, detail: "AssociateAddress denied by IAM: \(why)"))
+                }
+            } catch {
+                checks.append(PreflightCheck(check: "elasticIP", subject: subject, ok: false, detail: "\(error)"))
             }
         }
 
