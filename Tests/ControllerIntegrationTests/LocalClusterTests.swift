@@ -235,6 +235,15 @@ extension ClusterTests {
             let check = try await c.aws(["ec2", "describe-network-interface-attribute", "--network-interface-id", newENI,
                                          "--attribute", "sourceDestCheck"])
             #expect(check["SourceDestCheck"]?["Value"]?.bool == false, "awscli reads the replacement's check off")
+            // a1's Elastic IP, the far side's peer address, is on the new interface.
+            var addressENI: String? = nil
+            let followed = try await eventually(timeout: 120, every: 0.5) {
+                let out = try await c.aws(["ec2", "describe-addresses", "--allocation-ids", try c.world("EIP_a1")])
+                addressENI = out["Addresses"]?.array.first?["NetworkInterfaceId"]?.string
+                return addressENI == newENI
+            }
+            #expect(followed, "awscli reads a1's Elastic IP on \(newENI), got \(addressENI ?? "none")")
+            #expect(replaced.stdout.contains(try c.world("PUBLIC_IP_a1")), "the drill names the Elastic IP")
 
             // The replicas reached "AWS" only through the realism layer, and it acted.
             let requests = (try? String(contentsOf: c.dir.appendingPathComponent("logs/aws-requests.jsonl"), encoding: .utf8)) ?? ""
