@@ -385,6 +385,14 @@ table ip chaosnat {
                 self.world["rtb_" + t] = rtb
                 self.world["subnet_" + t] = subnet
                 self._run_instance(t)
+                # The tunnel's Elastic IP, on its instance as an operator would have left it.
+                address = ec2.allocate_address(Domain="vpc")
+                self.world["eip_" + t] = address["AllocationId"]
+                ec2.associate_address(AllocationId=address["AllocationId"], InstanceId=self.world["instance_" + t])
+                if "bystander" not in self.world:
+                    # An instance of no tunnel: where an Elastic IP can be "held by another instance".
+                    self.world["bystander"] = ec2.run_instances(
+                        ImageId=ami, InstanceType="t3.micro", MinCount=1, MaxCount=1, SubnetId=subnet)["Instances"][0]["InstanceId"]
                 changes.append({"Action": "UPSERT", "ResourceRecordSet": {
                     "Name": "%s.%s" % (t, ZONE_NAME), "Type": "A", "TTL": 30,
                     "ResourceRecords": [{"Value": self.world["ip_" + t]}]}})
@@ -407,16 +415,32 @@ table ip chaosnat {
         self.world["ip_" + t] = inst["PrivateIpAddress"]
         self.enis[self.world["eni_" + t]] = t
 
-    def replace_instance(self, t):
-        """A VPN instance is replaced: the old one terminated, a new one (new ENI, new address)
-        tagged for the same tunnel. Straight to moto, as an operator or an ASG would."""
+    # How a replacement arrives (issue #16): its sentinel up at once; not up yet; the old
+    # instance's sentinel still answering at the tunnel's address; the tunnel's Elastic IP
+    # held by another instance when it comes.
+    REPLACEMENTS = ("check-on", "sentinel-late", "old-sentinel", "eip-elsewhere")
+
+    def replace_instance(self, t, how="check-on"):
+        """A VPN instance is replaced: the old one terminated, a new one (new ENI, new address,
+        source/destination check on) tagged for the same tunnel. Straight to moto, as an
+        operator or an ASG would. With "sentinel-late" and "old-sentinel" the new instance's
+        sentinel is not running yet: the caller starts it with start_sentinel(t)."""
         old = self.world["instance_" + t]
-        self.ec2().terminate_instances(InstanceIds=[old])
+        ec2 = self.ec2()
+        if how == "eip-elsewhere":
+            ec2.associate_address(AllocationId=self.world["eip_" + t], InstanceId=self.world["bystander"], AllowReassociation=True)
+        ec2.terminate_instances(InstanceIds=[old])
         self._run_instance(t)
-        # The new instance runs its own sentinel; the old one went with its instance.
-        self.kill("s" + t, signal.SIGTERM)
-        self.start_sentinel(t)
+        if how != "old-sentinel":
+            self.kill("s" + t, signal.SIGTERM)
+        if how in ("check-on", "eip-elsewhere"):
+            self.start_sentinel(t)
         return old, self.world["instance_" + t]
+
+    def eip_eni(self, t):
+        """The interface tunnel T's Elastic IP is on now (None when it is on none)."""
+        a = self.ec2().describe_addresses(AllocationIds=[self.world["eip_" + t]])["Addresses"][0]
+        return a.get("NetworkInterfaceId") or None
 
     def route_targets(self):
         """(table, destination) -> ENI (None when absent or not an ENI), read from moto."""
@@ -475,6 +499,7 @@ table ip chaosnat {
             lines += ["  - name: %s" % t, "    instance: {tagKey: %s, tagValue: %s}" % (TAG_KEY, t),
                       '    sentinel: "%s:%d"' % (self.nodes["s" + t].addr, SENTINEL_PORT),
                       "    dns: {zoneId: %s, name: %s.%s, ttl: 30}" % (self.world["zone"], t, ZONE_NAME),
+                      "    eip: %s" % self.world["eip_" + t],
                       '    probes: [{tcp: "%s:%d"}]' % (self.nodes["f" + t].addr, RESPONDER_PORT)]
         lines.append("routes:")
         for r in self.routes:
@@ -495,8 +520,11 @@ table ip chaosnat {
     # ------------------------------------------------------------------ the Switchman processes
 
     def start_sentinel(self, t):
-        """The sentinel of tunnel T, saying which instance it runs on (IMDSv2 would on EC2)."""
+        """The sentinel of tunnel T, saying which instance it runs on (IMDSv2 would on EC2);
+        noted for the checker no-route-to-unvouched-instance."""
         s = self.nodes["s" + t]
+        self.kill("s" + t, signal.SIGTERM)
+        self.fault("note", "sentinel", "%s %s %s" % (t, self.world["instance_" + t], self.world["eni_" + t]))
         self.spawn(s, [self.binary, "sentinel", "--config", self.config_path, "--tunnel", t,
                        "--instance-id", self.world["instance_" + t]], "sentinel-%s.log" % t,
                    env={"AWS_EC2_METADATA_DISABLED": "true"})

@@ -371,21 +371,31 @@ def aws_storm(rig, rng, duration):
         hold(rng.uniform(3, 5))
 
 
-@scenario("instance-replaced", help="a VPN instance is replaced while a minority replica is cut off")
+@scenario("instance-replaced", help="a VPN instance is replaced (check on; its sentinel late; the old sentinel still "
+                                     "answering; its Elastic IP held elsewhere) while a minority replica is cut off")
 def instance_replaced(rig, rng, duration):
-    for _ in rounds(duration, 15):
+    for n, _ in enumerate(rounds(duration, 18)):
         leader = current_leader(rig)
         others = [i for i in rig.members if i != leader]
         cut = rng.choice(others + [leader])
         rig.partition([[cut], [i for i in rig.members if i != cut]])
         rig.fault("start", "partition", "{%d} | rest" % cut)
         t = rng.choice(TUNNELS)
-        old, new = rig.replace_instance(t)
-        rig.fault("start", "replace-instance", "%s: %s -> %s" % (t, old, new))
+        # Every kind in turn, from a seeded start, so a short run still sees each.
+        how = rig.REPLACEMENTS[(n + rng.randrange(len(rig.REPLACEMENTS))) % len(rig.REPLACEMENTS)]
+        old, new = rig.replace_instance(t, how)
+        rig.fault("start", "replace-instance", "%s (%s): %s -> %s" % (t, how, old, new))
+        if how in ("sentinel-late", "old-sentinel"):
+            # No route may reach the new instance meanwhile (no-route-to-unvouched-instance).
+            hold(rng.uniform(3, 5))
+            rig.start_sentinel(t)
+            rig.fault("stop", "replace-instance", "%s: its own sentinel answers" % t)
         hold(rng.uniform(6, 9))
         rig.heal_network(["r%d" % i for i in rig.members])
         rig.fault("stop", "partition", "healed")
-        rig.fault("stop", "replace-instance", t)
+        # The far side's peer address followed to the new interface, also from another instance.
+        wait_until("%s's Elastic IP on %s" % (t, rig.world["eni_" + t]), lambda: rig.eip_eni(t) == rig.world["eni_" + t], 60, 0.5)
+        rig.fault("stop", "replace-instance", "%s: Elastic IP on %s" % (t, rig.world["eni_" + t]))
         hold(rng.uniform(3, 5))
 
 

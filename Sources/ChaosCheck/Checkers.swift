@@ -23,6 +23,7 @@ public enum Checkers {
     public static let names = [
         "one-leader-per-term", "no-stale-write", "committed-entries-survive", "state-machines-agree", "route-linearizable",
         "convergence", "no-flapping", "no-write-loop", "no-route-to-checked-eni",
+        "no-route-to-unvouched-instance",
     ]
 
     /// Tolerance between clocks of two processes reading the same CLOCK_MONOTONIC: a leader's
@@ -33,7 +34,7 @@ public enum Checkers {
         let stale = noStaleWrite(h)
         let checkers = [
             oneLeaderPerTerm(h), stale.result, committedEntriesSurvive(h), stateMachinesAgree(h), routeLinearizable(h),
-            convergence(h), noFlapping(h), noWriteLoop(h), noRouteToCheckedInterface(h),
+            convergence(h), noFlapping(h), noWriteLoop(h), noRouteToCheckedInterface(h), noRouteToUnvouchedInstance(h),
         ]
         let blocked = h.replicas.values.reduce(0) { $0 + $1.filter { $0.msg == "stale write blocked" }.count }
         let arrived = stale.stale.count
@@ -509,6 +510,48 @@ public enum Checkers {
                                detail: "\(checked) route writes, each to an interface whose check had been turned off (\(changes.count) check changes)")
         }
         return CheckResult(name: "no-route-to-checked-eni", ok: false, detail: summarize(problems))
+    }
+
+    // MARK: no-route-to-unvouched-instance
+
+    /// Issue #16: a replacement earns its verdict from its own sentinel. The rig notes each
+    /// sentinel start with the instance it answers for (`"event": "note", "fault": "sentinel"`,
+    /// detail `TUNNEL INSTANCE ENI`); a switchman route write may name an interface only
+    /// `(rise − 1) × probeInterval` after a sentinel began answering for its instance — the
+    /// least time in which `rise` healthy rounds can be polled. The old instance's sentinel
+    /// still answering, or the new one not started yet, vouches for nothing.
+    public static func noRouteToUnvouchedInstance(_ h: RunHistory) -> CheckResult {
+        let name = "no-route-to-unvouched-instance"
+        let time = relativeTime(h.meta)
+        var vouched: [String: Int64] = [:]
+        for f in h.faults where f.event == "note" && f.fault == "sentinel" {
+            let parts = (f.detail ?? "").split(separator: " ").map(String.init)
+            guard parts.count == 3 else { continue }
+            vouched[parts[2]] = min(vouched[parts[2]] ?? .max, f.monoNs)
+        }
+        guard !vouched.isEmpty, let rise = h.meta.rise, let interval = h.meta.probeIntervalMs else {
+            return CheckResult(name: name, ok: true, detail: "no sentinel starts recorded (a history from before issue #16)")
+        }
+        let earliest = max(0, rise - 1) * interval * 1_000_000
+        var problems: [String] = []
+        var checked = 0
+        let writes = h.proxy.filter { ($0.action == "ReplaceRoute" || $0.action == "CreateRoute") && $0.node != nil }
+        for w in writes {
+            guard let eni = w.eni else { continue }
+            checked += 1
+            guard let since = vouched[eni] else {
+                problems.append("\(w.action) → \(eni) at \(time(w.monoNs)) (seq \(w.seq)): no sentinel ever answered for its instance")
+                continue
+            }
+            if w.monoNs + realTimeSlackNs < since + earliest {
+                problems.append("\(w.action) → \(eni) at \(time(w.monoNs)) (seq \(w.seq)): its sentinel began answering at \(time(since)), fewer than \(rise) rounds before")
+            }
+        }
+        if problems.isEmpty {
+            return CheckResult(name: name, ok: true,
+                               detail: "\(checked) route writes, each after its instance's own sentinel could have said healthy \(rise) times (\(vouched.count) sentinel starts)")
+        }
+        return CheckResult(name: name, ok: false, detail: summarize(problems))
     }
 
     // MARK: helpers

@@ -66,6 +66,30 @@ import FoundationXML
         #expect(try k.check("no-route-to-checked-eni").ok)
     }
 
+    /// Issue #16: a route write to a replacement before its own sentinel could have said
+    /// healthy `rise` times (rise 3, probe interval 500 ms: 1 s after it started).
+    @Test func noRouteToUnvouchedInstance() throws {
+        let none = try Fixture().check("no-route-to-unvouched-instance")
+        #expect(none.ok && none.detail.contains("no sentinel starts recorded"), "\(none.detail)")
+        var f = Fixture()
+        f.note(at: 0, "sentinel", "a1 i-a1 eni-a1")
+        f.note(at: 0, "sentinel", "a2 i-a2 eni-a2")
+        let ok = try f.check("no-route-to-unvouched-instance")
+        #expect(ok.ok && ok.detail.contains("1 route writes"), "\(ok.detail)")
+        var early = f
+        early.note(at: ms(2500), "sentinel", "a1 i-new eni-new")
+        early.write(seq: 7, at: ms(3000), done: ms(3010), node: 1, term: 2, index: 20, eni: "eni-new")
+        let r = try early.check("no-route-to-unvouched-instance")
+        #expect(!r.ok && r.detail.contains("eni-new") && r.detail.contains("fewer than 3 rounds"), "\(r.detail)")
+        var never = f
+        never.write(seq: 7, at: ms(3000), done: ms(3010), node: 1, term: 2, index: 20, eni: "eni-new")
+        #expect(!(try never.check("no-route-to-unvouched-instance")).ok, "the old sentinel still answering vouches for nothing")
+        var late = f
+        late.note(at: ms(1900), "sentinel", "a1 i-new eni-new")
+        late.write(seq: 7, at: ms(3000), done: ms(3010), node: 1, term: 2, index: 20, eni: "eni-new")
+        #expect(try late.check("no-route-to-unvouched-instance").ok)
+    }
+
     @Test func oneLeaderPerTerm() throws {
         #expect(try Fixture().check("one-leader-per-term").detail == "1 terms, 1 leaders")
         var f = Fixture()

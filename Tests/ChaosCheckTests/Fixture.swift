@@ -44,6 +44,11 @@ struct Fixture {
         describe(seq: 3, at: ms(2000), done: ms(2010), eni: "eni-a1")
     }
 
+    /// A rig note (not a fault: `faults` in the stats counts only starts).
+    mutating func note(at mono: Int64, _ kind: String, _ detail: String) {
+        faults.append(["mono_ns": mono, "wall": Double(mono) / 1e9, "event": "note", "fault": kind, "detail": detail])
+    }
+
     mutating func log(_ id: Int, _ mono: Int64, _ msg: String, _ meta: [String: String]) {
         replicas[id, default: []].append(["ts_ms": Double(mono) / 1e6, "mono_ns": mono, "level": "notice", "label": "switchman", "msg": msg, "meta": meta])
     }
