@@ -91,6 +91,23 @@ struct AdminFormatTests {
         #expect(!fine.contains("source/dest check"))
     }
 
+    /// Issue #16 items 2 and 4: impaired status checks, scheduled events and where the
+    /// tunnel's Elastic IP is, in the tunnels table.
+    @Test func theTunnelsTableShowsEC2StatusScheduledEventsAndTheElasticIP() {
+        var tunnel = sampleTunnels[0]
+        tunnel.instance?.impaired = true
+        tunnel.instance?.ec2Status = "instance impaired, system ok"
+        tunnel.instance?.scheduledEvents = ["system-reboot from 2026-12-09T02:00:00Z until 2026-12-09T04:00:00Z"]
+        tunnel.instance?.elasticIP = "203.0.113.7"
+        tunnel.instance?.elasticIPHere = false
+        let text = AdminFormat.render(AdminTunnels(cluster: "prod", answeredBy: 1, leader: 1, term: 3, consistency: "linearizable", tunnels: [tunnel]))
+        #expect(text.contains("(EC2 status impaired: not a candidate)"), "\(text)")
+        #expect(text.contains("(scheduled: system-reboot from 2026-12-09T02:00:00Z until 2026-12-09T04:00:00Z)"), "\(text)")
+        #expect(text.contains("EIP 203.0.113.7 (not on this instance yet)"), "\(text)")
+        let fine = AdminFormat.render(AdminTunnels(cluster: "prod", answeredBy: 1, leader: 1, term: 3, consistency: "linearizable", tunnels: [sampleTunnels[0]]))
+        #expect(!fine.contains("EIP") && !fine.contains("impaired") && !fine.contains("scheduled"))
+    }
+
     @Test func tableAlignsColumnsAndPadsAllButTheLast() {
         var table = AdminTable(headers: ["ID", "ZONE", "NOTE"])
         table.append(["1", "us-east-1a", "x"])
