@@ -9,6 +9,10 @@ import Raft
 public final class Simulator {
     public let config: SimulationConfig
     public private(set) var stats = SimulationStats()
+    /// The latest lease end (real time) any leader held per term, kept when that leader
+    /// crashes or steps down: a write it sent before then may still be in flight. A term
+    /// whose leader forfeited its lease (TimeoutNow) is removed.
+    private var leaseEnds: [UInt64: (node: UInt64, until: Double)] = [:]
 
     private var rng: SplitMix64
     private var now: UInt64 = 0
@@ -290,7 +294,9 @@ public final class Simulator {
                 let length = Double(config.electionTicks) * Double(config.tickMillis) * (1 - config.maxClockDrift) / n.clockRate
                 let until = Double(sent) + length
                 if n.lease.map({ $0.term != term || until > $0.until }) ?? true { n.lease = (term, until) }
-            case .leaseForfeited:
+                if leaseEnds[term].map({ until > $0.until }) ?? true { leaseEnds[term] = (n.id, until) }
+            case .leaseForfeited(let term):
+                if leaseEnds[term]?.node == n.id { leaseEnds[term] = nil }
                 n.lease = nil
             case .membershipChanged(let m):
                 note("membership@\(n.id) voters=\(m.voters.sorted()) learners=\(m.learners.sorted())")
@@ -830,6 +836,11 @@ public final class Simulator {
         for (id, other) in nodes where id != newLeader.id {
             guard let lease = other.lease, lease.term < term, Double(now) < lease.until else { continue }
             throw failure("lease overlap: \(newLeader.id) leads term \(term) at \(now) ms while \(id)'s lease of term \(lease.term) runs until \(Int(lease.until)) ms")
+        }
+        // Also a lease whose holder has crashed or stepped down since: the controller's
+        // lock-delay counts on no newer leader before it ends (docs/CONTROLLER.md).
+        for (older, end) in leaseEnds.sorted(by: { $0.key < $1.key }) where older < term && Double(now) < end.until {
+            throw failure("lease overlap: \(newLeader.id) leads term \(term) at \(now) ms while the lease \(end.node) held in term \(older) (it no longer leads) runs until \(Int(end.until)) ms")
         }
     }
 
