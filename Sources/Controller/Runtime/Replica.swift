@@ -228,25 +228,14 @@ public actor ControllerReplica: Service {
 
     // MARK: Probing (every replica)
 
-    private struct Runs {
-        var healthy: UInt32 = 0
-        var unhealthy: UInt32 = 0
-        var sentOpinion: Int8? = nil
-        var sentAt: ContinuousClock.Instant? = nil
-        /// The term in which it was sent: a forwarded observation dies with a leader that
-        /// crashed before appending it, so a new term means sending again.
-        var sentTerm: UInt64 = 0
-        /// The tunnel's instance these runs were counted for.
-        var instance: String? = nil
-    }
-
     private func probeLoop() async {
-        var runs: [String: Runs] = [:]
+        var tracker = ObservationTracker(
+            replica: id, fall: UInt32(clamping: config.health.fall), rise: UInt32(clamping: config.health.rise),
+            refresh: timing.observationRefresh)
         var unidentifiedSentinels: Set<String> = []
         // Rounds in a row in which no observation reached a leader: a replica cut off from
         // the others says so in its log (first time, then every 10 rounds).
         var unsubmitted = 0
-        let fall = UInt32(clamping: config.health.fall), rise = UInt32(clamping: config.health.rise)
         while !Task.isCancelled {
             let started = ContinuousClock.now
             let checks = await withTaskGroup(of: (String, TunnelCheck).self) { group in
@@ -262,55 +251,26 @@ public actor ControllerReplica: Service {
             let term = await node.status.term
             let state = machine.state
             for tunnel in config.tunnels {
-                guard var check = checks[tunnel.name] else { continue }
-                var r = runs[tunnel.name] ?? Runs()
-                let current = state.tunnels[tunnel.name]?.identity?.instanceId
-                if r.instance != current {
-                    // A replacement earns its verdict from its own sentinel's rounds: what was
-                    // counted for the instance before says nothing about this one.
-                    r = Runs()
-                    r.instance = current
-                }
-                if check.healthy, let current, let answering = check.instanceId, answering != current {
-                    check = TunnelCheck(
-                        healthy: false, rttMillis: check.rttMillis,
-                        detail: "the sentinel answering runs on \(answering), not on the tunnel's instance \(current)", instanceId: answering)
-                } else if check.healthy, check.instanceId == nil, current != nil, !unidentifiedSentinels.contains(tunnel.name) {
-                    unidentifiedSentinels.insert(tunnel.name)
+                guard let answer = checks[tunnel.name] else { continue }
+                let round = tracker.record(tunnel.name, answer, instance: state.tunnels[tunnel.name]?.identity?.instanceId,
+                                           term: term, now: .now)
+                if round.unidentified, unidentifiedSentinels.insert(tunnel.name).inserted {
                     logger.warning("the sentinel does not say which instance it runs on: its verdict cannot be told from a replaced instance's", metadata: [
                         "tunnel": "\(tunnel.name)", "fix": "upgrade the sentinel, or run it with --instance-id / SWITCHMAN_INSTANCE_ID",
                     ])
                 }
-                if check.healthy {
-                    r.healthy = r.healthy &+ 1
-                    r.unhealthy = 0
-                } else {
-                    r.unhealthy = r.unhealthy &+ 1
-                    r.healthy = 0
-                    if r.unhealthy == 1 {
-                        logger.info("tunnel check failed", metadata: ["tunnel": "\(tunnel.name)", "detail": "\(check.detail)"])
-                    }
+                if round.firstFailure {
+                    logger.info("tunnel check failed", metadata: ["tunnel": "\(tunnel.name)", "detail": "\(round.check.detail)"])
                 }
-                // An opinion is what the state machine will read from the runs: up, down, or
-                // nothing yet. Observations go out when it changes and as a refresh.
-                let opinion: Int8 = r.healthy >= rise ? 1 : (r.unhealthy >= fall ? -1 : 0)
-                let due = r.sentAt.map { ContinuousClock.now - $0 >= timing.observationRefresh } ?? true || r.sentTerm != term
-                if opinion != r.sentOpinion || due {
-                    let command = ControllerCommand.observe(
-                        replica: id, tunnel: tunnel.name, healthyRun: r.healthy, unhealthyRun: r.unhealthy, rttMillis: check.rttMillis,
-                        instanceId: check.instanceId)
-                    do {
-                        _ = try await node.submit(entry(command).encoded())
-                        r.sentOpinion = opinion
-                        r.sentAt = ContinuousClock.now
-                        r.sentTerm = term
-                    } catch {
-                        // No leader right now; the next round tries again.
-                        failedSubmissions += 1
-                        lastError = "\(error)"
-                    }
+                guard let command = round.observation else { continue }
+                do {
+                    _ = try await node.submit(entry(command).encoded())
+                    tracker.submitted(tunnel.name, opinion: round.opinion, term: term, at: .now)
+                } catch {
+                    // No leader right now; the next round tries again.
+                    failedSubmissions += 1
+                    lastError = "\(error)"
                 }
-                runs[tunnel.name] = r
             }
             if failedSubmissions > 0 {
                 unsubmitted += 1
