@@ -727,50 +727,27 @@ public actor ControllerReplica: Service {
                 logger.warning("route tables could not be read", metadata: ["region": "\(region)", "error": "\(error)"])
             }
         }
-        // What the routes point at now, named by tunnel where the ENI or instance is known;
-        // routes pointed at a gateway are someone else's choice.
-        var current: [RouteKey: Controller.RouteTarget] = [:]
-        var foreign: [RouteKey: String] = [:]
-        for (key, route) in actual {
-            if let gateway = route.gatewayTarget { foreign[key] = gateway }
-            for (name, t) in state.tunnels {
-                guard let identity = t.identity else { continue }
-                if route.networkInterfaceId == identity.eniId || route.instanceId == identity.instanceId {
-                    current[key] = Controller.RouteTarget(tunnel: name, instanceId: identity.instanceId, eniId: identity.eniId)
-                }
-            }
-        }
+        let (current, foreign) = RouteReconciler.targets(actual, tunnels: state.tunnels)
         let plan = Planner.plan(state: state, routes: config.routes, current: current, foreign: foreign)
-        var todo: [String: [(PlannedRoute, exists: Bool)]] = [:]
-        for p in plan where tablesRead.contains(p.key.routeTable) {
-            guard let target = p.target else {
-                if case .leftAlone(_, let pointsAt) = p.reason {
-                    await reportNotWritten(p.key, "points at \(pointsAt), not a tunnel, and no candidate qualifies: left alone")
-                }
-                continue
-            }
-            let now = actual[p.key]
-            if let now, now.networkInterfaceId == target.eniId {
-                if now.state == "blackhole" {
-                    // Writing the same interface again cannot help and would only add an
-                    // intent and an outcome every pass: the instance behind it is gone or
-                    // stopped. Say so once and look the instances up again.
-                    if await reportNotWritten(p.key, "its target \(target.eniId) (\(target.tunnel), \(target.instanceId)) is a blackhole: the interface or its instance is gone or stopped") {
-                        rediscoverRequested = true
-                    }
-                } else {
-                    notWrittenReported[p.key] = nil
-                }
-                continue
-            }
-            if let recent = recentWrites[p.key], recent.eni == target.eniId,
-               ContinuousClock.now - recent.at < config.aws.consistencyWindow {
+        let decision = RouteReconciler.decide(
+            plan: plan, actual: actual, tablesRead: tablesRead, recentWrites: recentWrites, retryAt: backoff.mapValues(\.next),
+            consistencyWindow: config.aws.consistencyWindow, now: .now)
+        for note in decision.notes {
+            switch note {
+            case .leftAlone(let key, let reason):
+                await reportNotWritten(key, reason)
+            case .blackhole(let key, let reason):
+                // Writing the same interface again cannot help and would only add an intent
+                // and an outcome every pass: say so once and look the instances up again.
+                if await reportNotWritten(key, reason) { rediscoverRequested = true }
+            case .inSync(let key):
+                notWrittenReported[key] = nil
+            case .readBehindWrite:
                 Counter(label: "switchman_route_reads_behind_write_total").increment()
-                continue
             }
-            if let b = backoff[p.key], ContinuousClock.now < b.next { continue }
-            todo[p.region ?? config.aws.region, default: []].append((p, exists: now != nil))
         }
+        var todo: [String: [(PlannedRoute, exists: Bool)]] = [:]
+        for w in decision.writes { todo[w.route.region ?? config.aws.region, default: []].append((w.route, exists: w.exists)) }
         guard !todo.isEmpty else { return }
         await withTaskGroup(of: Void.self) { regions in
             for (region, routes) in todo {
