@@ -419,38 +419,51 @@ public actor ControllerReplica: Service {
         await readElasticIPs()
     }
 
+    /// One read per region for the tunnels `key` names something for (nil: leave it out):
+    /// each tunnel with its key and the read's answers for that region. A region whose read
+    /// failed is logged as `what` and left out.
+    private func readByRegion<Answer: Sendable>(
+        _ what: String, key: (TunnelConfig) -> String?,
+        _ read: (any RouteActuator, [String]) async throws -> [String: Answer]
+    ) async -> [(tunnel: String, key: String, answers: [String: Answer])] {
+        var byRegion: [String: [(tunnel: String, key: String)]] = [:]
+        for tunnel in config.tunnels {
+            guard let k = key(tunnel) else { continue }
+            byRegion[tunnel.region ?? config.aws.region, default: []].append((tunnel.name, k))
+        }
+        var out: [(tunnel: String, key: String, answers: [String: Answer])] = []
+        for (region, items) in byRegion.sorted(by: { $0.key < $1.key }) {
+            guard let ec2 = actuators.routes(region) else { continue }
+            do {
+                let answers = try await read(ec2, items.map(\.key))
+                out += items.map { ($0.tunnel, $0.key, answers) }
+            } catch {
+                logger.warning("\(what) could not be read", metadata: ["region": "\(region)", "error": "\(error)"])
+            }
+        }
+        return out
+    }
+
     /// Each tunnel instance's EC2 status checks and scheduled events, into the log where the
     /// state's last report differs. One DescribeInstanceStatus per region and discovery.
     private func readInstanceStatuses() async {
         let state = machine.state
-        var byRegion: [String: [(tunnel: String, instance: String)]] = [:]
-        for tunnel in config.tunnels {
-            guard let identity = state.tunnels[tunnel.name]?.identity else { continue }
-            byRegion[tunnel.region ?? config.aws.region, default: []].append((tunnel.name, identity.instanceId))
+        let read = await readByRegion("EC2 instance status", key: { state.tunnels[$0.name]?.identity?.instanceId }) { ec2, ids in
+            try await ec2.instanceStatuses(ids, deadline: self.readDeadline)
         }
-        for (region, items) in byRegion.sorted(by: { $0.key < $1.key }) {
-            guard let ec2 = actuators.routes(region) else { continue }
-            let statuses: [String: EC2InstanceStatus]
-            do {
-                statuses = try await ec2.instanceStatuses(items.map(\.instance), deadline: readDeadline)
-            } catch {
-                logger.warning("EC2 instance status could not be read", metadata: ["region": "\(region)", "error": "\(error)"])
-                continue
+        for item in read {
+            guard let status = item.answers[item.key] else { continue }
+            let report = Self.report(status)
+            guard state.tunnels[item.tunnel]?.ec2Status != report else { continue }
+            if report.impaired {
+                logger.warning("EC2 status checks impaired: the tunnel is not a candidate", metadata: [
+                    "tunnel": "\(item.tunnel)", "instance": "\(item.key)", "status": "\(report.summary)",
+                ])
             }
-            for item in items {
-                guard let status = statuses[item.instance] else { continue }
-                let report = Self.report(status)
-                guard state.tunnels[item.tunnel]?.ec2Status != report else { continue }
-                if report.impaired {
-                    logger.warning("EC2 status checks impaired: the tunnel is not a candidate", metadata: [
-                        "tunnel": "\(item.tunnel)", "instance": "\(item.instance)", "status": "\(report.summary)",
-                    ])
-                }
-                do {
-                    try await proposeAsLeader(.instanceStatus(tunnel: item.tunnel, report))
-                } catch {
-                    logger.debug("instance status not recorded", metadata: ["tunnel": "\(item.tunnel)", "error": "\(error)"])
-                }
+            do {
+                try await proposeAsLeader(.instanceStatus(tunnel: item.tunnel, report))
+            } catch {
+                logger.debug("instance status not recorded", metadata: ["tunnel": "\(item.tunnel)", "error": "\(error)"])
             }
         }
     }
@@ -477,44 +490,31 @@ public actor ControllerReplica: Service {
     /// otherwise. One DescribeAddresses per region and discovery.
     private func readElasticIPs() async {
         let state = machine.state
-        var byRegion: [String: [(tunnel: String, allocation: String)]] = [:]
-        for tunnel in config.tunnels {
-            guard let eip = tunnel.eip else { continue }
-            byRegion[tunnel.region ?? config.aws.region, default: []].append((tunnel.name, eip))
+        let read = await readByRegion("Elastic IPs", key: { $0.eip }) { ec2, ids in
+            try await ec2.addresses(ids, deadline: self.readDeadline)
         }
-        for (region, items) in byRegion.sorted(by: { $0.key < $1.key }) {
-            guard let ec2 = actuators.routes(region) else { continue }
-            let found: [String: EC2Address]
-            do {
-                found = try await ec2.addresses(items.map(\.allocation), deadline: readDeadline)
-            } catch {
-                logger.warning("Elastic IPs could not be read", metadata: ["region": "\(region)", "error": "\(error)"])
+        for item in read {
+            guard let address = item.answers[item.key] else {
+                if missingAddresses.insert(item.key).inserted {
+                    logger.error("Elastic IP not found: the tunnel's address cannot follow its instance", metadata: [
+                        "tunnel": "\(item.tunnel)", "allocation": "\(item.key)",
+                    ])
+                }
                 continue
             }
-            for item in items {
-                guard let address = found[item.allocation] else {
-                    if missingAddresses.insert(item.allocation).inserted {
-                        logger.error("Elastic IP not found: the tunnel's address cannot follow its instance", metadata: [
-                            "tunnel": "\(item.tunnel)", "allocation": "\(item.allocation)", "region": "\(region)",
-                        ])
-                    }
-                    continue
-                }
-                missingAddresses.remove(item.allocation)
-                let report = ElasticIPReport(allocationId: address.allocationId, publicIP: address.publicIp, eniId: address.networkInterfaceId)
-                let known = state.tunnels[item.tunnel]?.elasticIP
-                guard known != report else { continue }
-                if let at = recentAddressWrites[item.allocation], ContinuousClock.now - at < config.aws.consistencyWindow,
-                   known?.eniId != nil {
-                    // Our own association is not visible yet: answering the old one with
-                    // another write would repeat it.
-                    continue
-                }
-                do {
-                    try await proposeAsLeader(.elasticIP(tunnel: item.tunnel, report))
-                } catch {
-                    logger.debug("Elastic IP not recorded", metadata: ["tunnel": "\(item.tunnel)", "error": "\(error)"])
-                }
+            missingAddresses.remove(item.key)
+            let report = ElasticIPReport(allocationId: address.allocationId, publicIP: address.publicIp, eniId: address.networkInterfaceId)
+            let known = state.tunnels[item.tunnel]?.elasticIP
+            guard known != report else { continue }
+            if let at = recentAddressWrites[item.key], ContinuousClock.now - at < config.aws.consistencyWindow, known?.eniId != nil {
+                // Our own association is not visible yet: answering the old one with another
+                // write would repeat it.
+                continue
+            }
+            do {
+                try await proposeAsLeader(.elasticIP(tunnel: item.tunnel, report))
+            } catch {
+                logger.debug("Elastic IP not recorded", metadata: ["tunnel": "\(item.tunnel)", "error": "\(error)"])
             }
         }
     }
@@ -566,38 +566,27 @@ public actor ControllerReplica: Service {
     /// the state thinks otherwise. One DescribeNetworkInterfaces per region and discovery.
     private func readSourceDestChecks() async {
         let state = machine.state
-        var byRegion: [String: [(tunnel: String, eni: String, forwards: Bool)]] = [:]
-        for tunnel in config.tunnels {
-            guard let t = state.tunnels[tunnel.name], let identity = t.identity else { continue }
-            byRegion[tunnel.region ?? config.aws.region, default: []].append((tunnel.name, identity.eniId, t.forwards))
+        let read = await readByRegion("source/destination checks", key: { state.tunnels[$0.name]?.identity?.eniId }) { ec2, enis in
+            try await ec2.sourceDestChecks(enis, deadline: self.readDeadline)
         }
-        for (region, items) in byRegion.sorted(by: { $0.key < $1.key }) {
-            guard let ec2 = actuators.routes(region) else { continue }
-            let checks: [String: Bool]
-            do {
-                checks = try await ec2.sourceDestChecks(items.map(\.eni), deadline: readDeadline)
-            } catch {
-                logger.warning("source/destination checks could not be read", metadata: ["region": "\(region)", "error": "\(error)"])
+        for item in read {
+            let eni = item.key
+            guard let enabled = item.answers[eni], enabled == state.tunnels[item.tunnel]?.forwards else { continue }
+            if enabled, let at = recentCheckWrites[eni], ContinuousClock.now - at < config.aws.consistencyWindow {
+                // Our own write is not visible yet: moving routes away on that read would be
+                // a failover caused by EC2's read lag.
                 continue
             }
-            for item in items {
-                guard let enabled = checks[item.eni], enabled == item.forwards else { continue }
-                if enabled, let at = recentCheckWrites[item.eni], ContinuousClock.now - at < config.aws.consistencyWindow {
-                    // Our own write is not visible yet: moving routes away on that read
-                    // would be a failover caused by EC2's read lag.
-                    continue
-                }
-                if enabled {
-                    logger.warning("source/destination check is on: no route may point at the interface", metadata: [
-                        "tunnel": "\(item.tunnel)", "eni": "\(item.eni)",
-                        "fix": "\(config.aws.enforceSourceDestCheck ? "the leader turns it off" : "aws ec2 modify-network-interface-attribute --network-interface-id \(item.eni) --no-source-dest-check")",
-                    ])
-                }
-                do {
-                    try await proposeAsLeader(.sourceDestCheck(tunnel: item.tunnel, eniId: item.eni, enabled: enabled))
-                } catch {
-                    logger.debug("source/destination check not recorded", metadata: ["tunnel": "\(item.tunnel)", "error": "\(error)"])
-                }
+            if enabled {
+                logger.warning("source/destination check is on: no route may point at the interface", metadata: [
+                    "tunnel": "\(item.tunnel)", "eni": "\(eni)",
+                    "fix": "\(config.aws.enforceSourceDestCheck ? "the leader turns it off" : "aws ec2 modify-network-interface-attribute --network-interface-id \(eni) --no-source-dest-check")",
+                ])
+            }
+            do {
+                try await proposeAsLeader(.sourceDestCheck(tunnel: item.tunnel, eniId: eni, enabled: enabled))
+            } catch {
+                logger.debug("source/destination check not recorded", metadata: ["tunnel": "\(item.tunnel)", "error": "\(error)"])
             }
         }
     }
