@@ -431,10 +431,10 @@ table ip chaosnat {
             ec2.associate_address(AllocationId=self.world["eip_" + t], InstanceId=self.world["bystander"], AllowReassociation=True)
         ec2.terminate_instances(InstanceIds=[old])
         self._run_instance(t)
-        if how != "old-sentinel":
+        if how == "sentinel-late":
             self.kill("s" + t, signal.SIGTERM)
-        if how in ("check-on", "eip-elsewhere"):
-            self.start_sentinel(t)
+        elif how != "old-sentinel":
+            self.start_sentinel(t)   # stops the old instance's sentinel first
         return old, self.world["instance_" + t]
 
     def eip_eni(self, t):

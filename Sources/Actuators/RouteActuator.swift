@@ -92,13 +92,17 @@ public final class AWSRouteActuator: RouteActuator {
         self.logger = logger
     }
 
+    /// The distinct ids, sorted, in describe-sized chunks.
+    static func chunks(_ ids: [String]) -> [[String]] {
+        let unique = Array(Set(ids)).sorted()
+        return stride(from: 0, to: unique.count, by: describeChunk).map { Array(unique[$0..<min($0 + describeChunk, unique.count)]) }
+    }
+
     public func sourceDestChecks(_ networkInterfaceIds: [String], deadline: NIODeadline) async throws -> [String: Bool] {
-        let unique = Array(Set(networkInterfaceIds)).sorted()
         var out: [String: Bool] = [:]
         // By filter, not by id: one unknown id fails a by-id call as a whole
         // (InvalidNetworkInterfaceID.NotFound), and a replaced instance's old interface is gone.
-        for start in stride(from: 0, to: unique.count, by: Self.describeChunk) {
-            let chunk = Array(unique[start..<min(start + Self.describeChunk, unique.count)])
+        for chunk in Self.chunks(networkInterfaceIds) {
             let found = try await ec2.describeNetworkInterfaces(
                 filters: [EC2Filter("network-interface-id", chunk)], deadline: deadline)
             for interface in found {
@@ -113,10 +117,8 @@ public final class AWSRouteActuator: RouteActuator {
     }
 
     public func instanceStatuses(_ instanceIds: [String], deadline: NIODeadline) async throws -> [String: EC2InstanceStatus] {
-        let unique = Array(Set(instanceIds)).sorted()
         var out: [String: EC2InstanceStatus] = [:]
-        for start in stride(from: 0, to: unique.count, by: Self.describeChunk) {
-            let chunk = Array(unique[start..<min(start + Self.describeChunk, unique.count)])
+        for chunk in Self.chunks(instanceIds) {
             do {
                 for status in try await ec2.describeInstanceStatus(ids: chunk, deadline: deadline) { out[status.instanceId] = status }
             } catch let error as AWSError where error.code == "InvalidInstanceID.NotFound" && chunk.count > 1 {
@@ -135,10 +137,8 @@ public final class AWSRouteActuator: RouteActuator {
     }
 
     public func addresses(_ allocationIds: [String], deadline: NIODeadline) async throws -> [String: EC2Address] {
-        let unique = Array(Set(allocationIds)).sorted()
         var out: [String: EC2Address] = [:]
-        for start in stride(from: 0, to: unique.count, by: Self.describeChunk) {
-            let chunk = Array(unique[start..<min(start + Self.describeChunk, unique.count)])
+        for chunk in Self.chunks(allocationIds) {
             for address in try await ec2.describeAddresses(allocationIds: chunk, deadline: deadline) { out[address.allocationId] = address }
         }
         return out
@@ -160,10 +160,7 @@ public final class AWSRouteActuator: RouteActuator {
     static let readsInFlight = 4
 
     public func readRouteTables(_ ids: [String], deadline: NIODeadline) async throws -> [String: EC2RouteTable] {
-        let unique = Array(Set(ids)).sorted()
-        let chunks = stride(from: 0, to: unique.count, by: Self.describeChunk).map {
-            Array(unique[$0..<min($0 + Self.describeChunk, unique.count)])
-        }
+        let chunks = Self.chunks(ids)
         return try await withThrowingTaskGroup(of: [EC2RouteTable].self) { group in
             var pending = chunks[...]
             var tables: [String: EC2RouteTable] = [:]

@@ -24,15 +24,20 @@ enum RouteReconciler {
     /// What each read route points at, named by tunnel where its interface or instance is a
     /// tunnel's current one; routes pointed at a gateway are someone else's choice.
     static func targets(_ actual: [RouteKey: EC2Route], tunnels: [String: TunnelState]) -> (current: [RouteKey: RouteTarget], foreign: [RouteKey: String]) {
+        var byENI: [String: RouteTarget] = [:]
+        var byInstance: [String: RouteTarget] = [:]
+        for (name, t) in tunnels.sorted(by: { $0.key < $1.key }) {
+            guard let identity = t.identity else { continue }
+            let target = RouteTarget(tunnel: name, instanceId: identity.instanceId, eniId: identity.eniId)
+            byENI[identity.eniId] = target
+            byInstance[identity.instanceId] = target
+        }
         var current: [RouteKey: RouteTarget] = [:]
         var foreign: [RouteKey: String] = [:]
         for (key, route) in actual {
             if let gateway = route.gatewayTarget { foreign[key] = gateway }
-            for (name, t) in tunnels.sorted(by: { $0.key < $1.key }) {
-                guard let identity = t.identity else { continue }
-                if route.networkInterfaceId == identity.eniId || route.instanceId == identity.instanceId {
-                    current[key] = RouteTarget(tunnel: name, instanceId: identity.instanceId, eniId: identity.eniId)
-                }
+            if let target = route.networkInterfaceId.flatMap({ byENI[$0] }) ?? route.instanceId.flatMap({ byInstance[$0] }) {
+                current[key] = target
             }
         }
         return (current, foreign)

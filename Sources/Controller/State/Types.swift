@@ -1,4 +1,5 @@
 import Actuators
+import Foundation
 
 /// A point in time stamped by the leader on the entry it proposes (milliseconds since the
 /// Unix epoch, from its wall clock). The replicated state machine reads no clock: every
@@ -118,22 +119,7 @@ public struct ScheduledEvent: Sendable, Hashable, CustomStringConvertible {
 
 /// A stamp as an ISO 8601 UTC time, for events an operator reads.
 func isoTime(_ stamp: Stamp) -> String {
-    let seconds = stamp.millis / 1000
-    let days = Int64(seconds / 86_400)
-    let rest = seconds % 86_400
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm), so the pure state
-    // formats without Foundation's formatters.
-    let z = days + 719_468
-    let era = (z >= 0 ? z : z - 146_096) / 146_097
-    let doe = z - era * 146_097
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-    let mp = (5 * doy + 2) / 153
-    let d = doy - (153 * mp + 2) / 5 + 1
-    let m = mp < 10 ? mp + 3 : mp - 9
-    let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
-    func two(_ v: Int64) -> String { v < 10 ? "0\(v)" : "\(v)" }
-    return "\(y)-\(two(m))-\(two(d))T\(two(Int64(rest / 3600))):\(two(Int64(rest % 3600 / 60))):\(two(Int64(rest % 60)))Z"
+    Date(timeIntervalSince1970: Double(stamp.millis / 1000)).formatted(.iso8601)
 }
 
 /// Where a tunnel's Elastic IP is associated, as the leader read it (or wrote it).
