@@ -121,6 +121,8 @@ struct ConfigWriter: Sendable {
     var routes: [Route] = []
     var health = Health()
     var timing = Timing()
+    /// Short, so the drift tests and the read counts need not wait out the default 10 s.
+    var driftCheckInterval: String? = "500ms"
 
     // MARK: - the loopback cluster
 
@@ -241,6 +243,7 @@ struct ConfigWriter: Sendable {
             timing.maxClockDrift.map { "maxClockDrift: \($0)" },
         ].compactMap { $0 }
         if !timingLines.isEmpty { out += ["timing:"] + timingLines.map { "  " + $0 } }
+        if let d = driftCheckInterval { out += ["reconcile:", "  driftCheckInterval: \(q(d))"] }
         return out.joined(separator: "\n") + "\n"
     }
 

@@ -95,8 +95,9 @@ final class RealismProxy: Sendable {
     }
 
     /// Waits until at least `reads` more DescribeRouteTables calls than at `mark` have been
-    /// made, which is `reads` reconcile passes of the leader: "nothing was written" is only
-    /// worth saying after the reconciler had that many chances to write.
+    /// made: each is a drift check of the leader's or the confirmation of a write, and
+    /// "nothing was written" is only worth saying after the reconciler had that many reads
+    /// to answer.
     func awaitReads(after mark: Int, _ reads: Int, timeout: TimeInterval = 120) async throws -> ArraySlice<[String: Any]> {
         var since: ArraySlice<[String: Any]> = []
         let ok = await eventually(timeout: timeout, every: 0.25) {

@@ -1,3 +1,6 @@
+import Logging
+import NIOConcurrencyHelpers
+import Raft
 import Testing
 @testable import Controller
 
@@ -59,5 +62,40 @@ import Testing
         // A sentinel that does not say where it runs is counted, and flagged.
         r = t.record("a1", TunnelCheck(healthy: true, rttMillis: 2), instance: "i-2", term: 1, now: Self.at(2500))
         #expect(r.unidentified && r.check.healthy && t.runs["a1"]?.healthy == 2)
+    }
+}
+
+/// The leader acts on commit (issue #17 item 2): applying an entry that changes the plan wakes
+/// whoever waits for a change at once, and one that changes nothing does not.
+@Suite struct PlanChangeWakeTests {
+    func apply(_ machine: ControllerStateMachine, _ command: ControllerCommand, index: UInt64) throws {
+        let entry = ControllerEntry(stamp: Stamp(millis: 1_000 + index), origin: 1, requestID: index, command: command)
+        machine.apply(Entry(term: 1, index: index, data: try entry.encoded()))
+    }
+
+    @Test func aCommittedVerdictWakesTheWaiterAndATickThatChangesNothingDoesNot() async throws {
+        let policy = HealthPolicy(fall: 1, rise: 1, observationTTLMillis: 10_000, failbackHoldDownMillis: 0, autoFailback: true, minimumObservers: 1)
+        let machine = ControllerStateMachine(policy: policy, logger: Logger(label: "test"))
+        let start = machine.planChanges
+        // Nothing pending: the wait ends by its (short) timeout with the same generation.
+        try apply(machine, .tick, index: 1)
+        #expect(await machine.waitForPlanChange(after: start, timeout: .milliseconds(50)) == start)
+
+        // The waiter's own timeout is an hour: only the wake can end it within the poll.
+        let seen = NIOLockedValueBox<UInt64?>(nil)
+        let waiter = Task {
+            let g = await machine.waitForPlanChange(after: start, timeout: .seconds(3600))
+            seen.withLockedValue { $0 = g }
+        }
+        defer { waiter.cancel() }
+        try apply(machine, .observe(replica: 1, tunnel: "vpn-a", healthyRun: 0, unhealthyRun: 1, rttMillis: nil, instanceId: nil), index: 2)
+        try await poll("the down verdict wakes the waiter", timeout: .seconds(60)) { seen.withLockedValue { $0 } != nil }
+        #expect(seen.withLockedValue { $0 } != start)
+        #expect(machine.state.verdict(of: "vpn-a") == .down)
+        // A change applied before the wait began ends it at once.
+        let again = NIOLockedValueBox<UInt64?>(nil)
+        let late = Task { again.withLockedValue { $0 = nil }; let g = await machine.waitForPlanChange(after: start, timeout: .seconds(3600)); again.withLockedValue { $0 = g } }
+        defer { late.cancel() }
+        try await poll("a change already applied ends the wait", timeout: .seconds(60)) { again.withLockedValue { $0 } != nil }
     }
 }

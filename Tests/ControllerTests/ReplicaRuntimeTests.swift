@@ -287,9 +287,10 @@ final class InProcessCluster: Sendable {
     /// `aws`: the config's `aws:` value; `checkOff`: interfaces whose source/destination
     /// check is off from the start (every other one has it on, as EC2 launches them).
     /// `vpnAEIP`: vpn-a's Elastic IP allocation; `vpnADNSAddress`: which address its record
-    /// publishes.
+    /// publishes; `reconcile`: the config's `reconcile:` value (a short drift check, so the
+    /// drift tests need not wait out the default).
     init(aws awsYAML: String = "{region: us-east-1}", checkOff: Set<String> = [], vpnAEIP: String? = nil,
-         vpnADNSAddress: String = "private") async throws {
+         vpnADNSAddress: String = "private", reconcile: String = "{driftCheckInterval: 500ms}") async throws {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("switchman-rt-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         let certs = CertificateDirectory(path: root.appendingPathComponent("certs").path)
@@ -322,6 +323,7 @@ final class InProcessCluster: Sendable {
               - {routeTable: rtb-b, destination: 172.16.0.0/16, candidates: [vpn-b, vpn-a]}
             health: {probeInterval: 100ms, probeTimeout: 50ms, fall: 2, rise: 2, failbackHoldDown: 1s, observationTTL: 3s}
             timing: {heartbeat: 50ms, electionTimeout: 1s, maxClockDrift: 0.05}
+            reconcile: \(reconcile)
             """
         let loaded = ConfigLoader.load(yaml: yaml, file: "rt.yaml")
         guard let config = loaded.config else { throw TestFailure("config: \(loaded.diagnostics)") }
@@ -358,8 +360,9 @@ final class InProcessCluster: Sendable {
     /// Runs `body` on a fresh cluster and shuts it down afterwards, also when `body` throws.
     @discardableResult
     static func with<T>(aws: String = "{region: us-east-1}", checkOff: Set<String> = [], vpnAEIP: String? = nil,
-                        vpnADNSAddress: String = "private", _ body: (InProcessCluster) async throws -> T) async throws -> T {
-        let c = try await InProcessCluster(aws: aws, checkOff: checkOff, vpnAEIP: vpnAEIP, vpnADNSAddress: vpnADNSAddress)
+                        vpnADNSAddress: String = "private", reconcile: String = "{driftCheckInterval: 500ms}",
+                        _ body: (InProcessCluster) async throws -> T) async throws -> T {
+        let c = try await InProcessCluster(aws: aws, checkOff: checkOff, vpnAEIP: vpnAEIP, vpnADNSAddress: vpnADNSAddress, reconcile: reconcile)
         let result: T
         do {
             result = try await body(c)
@@ -407,6 +410,43 @@ func poll(_ what: String, timeout: Duration = .seconds(90), _ condition: () asyn
 }
 
 @Suite(.serialized) struct ReplicaRuntimeTests {
+    /// Issue #17 items 2 and 3: at rest the leader reads no route table (the drift check is an
+    /// hour away here); a committed failure is written from the last read, with no read first,
+    /// and one read after the write confirms it.
+    @Test func routeTablesAreReadOnTheDriftClockAndAfterWritesNotOnEveryPass() async throws {
+        try await InProcessCluster.with(reconcile: "{driftCheckInterval: 1h}") { c in
+            let dest = "172.16.0.0/16"
+            func reads() -> [Int64] {
+                c.aws.routeEvents.compactMap { if case .read(_, _, let call, _) = $0 { return call } else { return nil } }
+            }
+            func leaderStamp() async -> UInt64 {
+                guard let l = await c.leader() else { return 0 }
+                return c.replica(l)?.machine.state.now.millis ?? 0
+            }
+            try await poll("each table at its own tunnel") { c.aws.route("rtb-a", dest) == "eni-a" && c.aws.route("rtb-b", dest) == "eni-b" }
+            let lastPlacement = c.aws.routeEvents.compactMap { e -> Int64? in
+                if case .write(_, _, _, _?, let call, _) = e { return call } else { return nil }
+            }.max() ?? 0
+            try await poll("the placement confirmed by a read") { reads().contains { $0 > lastPlacement } }
+            // Every pass stamps a tick: once the leader's time moved on by many reconcile
+            // intervals, it made many passes, and none of them may read.
+            let atRest = reads().count
+            let from = await leaderStamp()
+            try await poll("twenty leader passes") { await leaderStamp() >= from + 2_000 }
+            #expect(reads().count == atRest, "route tables read at rest: \(reads().count - atRest) reads in twenty passes")
+
+            let beforeFailure = reads().count
+            c.checker.set("vpn-a", false)
+            try await poll("failover to vpn-b") { c.aws.route("rtb-a", dest) == "eni-b" }
+            let failoverWrite = c.aws.routeEvents.compactMap { e -> Int64? in
+                if case .write("rtb-a", _, "eni-b", _?, let call, _) = e { return call } else { return nil }
+            }.first ?? 0
+            #expect(reads().prefix(while: { $0 < failoverWrite }).count == beforeFailure,
+                    "the failover write waited for a read instead of using the last one")
+            try await poll("the failover confirmed by a read") { reads().contains { $0 > failoverWrite } }
+        }
+    }
+
     @Test func routesFollowHealthThroughALeaderChangeAndEveryWriteIsFenced() async throws {
         try await InProcessCluster.with { c in
             let dest = "172.16.0.0/16"

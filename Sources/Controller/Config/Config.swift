@@ -15,6 +15,7 @@ public struct SwitchmanConfig: Sendable, Equatable {
     public var routes: [RouteConfig]
     public var health: HealthConfig
     public var timing: TimingConfig
+    public var reconcile: ReconcileConfig = .defaults
 
     public func tunnel(named name: String) -> TunnelConfig? {
         tunnels.first { $0.name == name }
@@ -252,6 +253,15 @@ public struct HealthConfig: Sendable, Equatable {
         autoFailback: true,
         observationTTL: .seconds(15)
     )
+}
+
+public struct ReconcileConfig: Sendable, Equatable {
+    /// How often the leader reads every managed route table back to find and repair drift
+    /// (a change made by hand or by another tool). Besides these reads the leader reads once
+    /// after its own writes, to confirm them; a write is planned from the last read.
+    public var driftCheckInterval: Duration
+
+    public static let defaults = ReconcileConfig(driftCheckInterval: .seconds(10))
 }
 
 public struct TimingConfig: Sendable, Equatable {

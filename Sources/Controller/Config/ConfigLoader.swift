@@ -266,7 +266,7 @@ struct ConfigReader {
 
     // MARK: The document
 
-    static let topKeys = ["cluster", "tls", "dataDir", "aws", "tunnels", "routes", "routeSets", "health", "timing"]
+    static let topKeys = ["cluster", "tls", "dataDir", "aws", "tunnels", "routes", "routeSets", "health", "timing", "reconcile"]
 
     mutating func read(_ node: Node) -> SwitchmanConfig? {
         let root = Located(node: node, path: "")
@@ -286,12 +286,25 @@ struct ConfigReader {
         }
         let health = readHealth(top["health"])
         let timing = readTiming(top["timing"])
+        let reconcile = readReconcile(top["reconcile"])
         checkRoutes(routes, tunnels: tunnels, defaultRegion: aws?.region)
 
-        guard let cluster, let tls, let dataDir, let aws, let health, let timing else { return nil }
+        guard let cluster, let tls, let dataDir, let aws, let health, let timing, let reconcile else { return nil }
         return SwitchmanConfig(
             cluster: cluster, tls: tls, dataDir: dataDir, aws: aws,
-            tunnels: tunnels.map(\.value), routes: routes.map(\.value), health: health, timing: timing)
+            tunnels: tunnels.map(\.value), routes: routes.map(\.value), health: health, timing: timing, reconcile: reconcile)
+    }
+
+    mutating func readReconcile(_ at: Located?) -> ReconcileConfig? {
+        var reconcile = ReconcileConfig.defaults
+        guard let at else { return reconcile }
+        guard let f = fields(at, allowed: ["driftCheckInterval"], required: []) else { return nil }
+        if let d = duration(f["driftCheckInterval"]) { reconcile.driftCheckInterval = d } else if f["driftCheckInterval"] != nil { return nil }
+        if reconcile.driftCheckInterval <= .zero {
+            error(f["driftCheckInterval"] ?? at, "must be longer than 0s")
+            return nil
+        }
+        return reconcile
     }
 
     mutating func readCluster(_ at: Located) -> ClusterConfig? {

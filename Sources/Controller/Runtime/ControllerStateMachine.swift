@@ -27,6 +27,9 @@ public final class ControllerStateMachine: RaftStateMachine {
         var nextWaiter: UInt64 = 1
         /// Bumped when an instance identity changes: the leader then re-checks DNS at once.
         var instanceChanges: UInt64 = 0
+        /// Bumped by every entry whose directives say the plan may have changed.
+        var planChanges: UInt64 = 0
+        var planWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
     }
 
     static let recentCapacity = 16_384
@@ -45,6 +48,7 @@ public final class ControllerStateMachine: RaftStateMachine {
     public var state: FailoverState { box.withLockedValue { $0.state } }
     public var appliedIndex: UInt64 { box.withLockedValue { $0.appliedIndex } }
     public var instanceChanges: UInt64 { box.withLockedValue { $0.instanceChanges } }
+    public var planChanges: UInt64 { box.withLockedValue { $0.planChanges } }
 
     // MARK: RaftStateMachine
 
@@ -81,13 +85,15 @@ public final class ControllerStateMachine: RaftStateMachine {
             command = .intent(FencingToken(term: entry.term, index: entry.index), write)
         }
         let position = LogPosition(term: entry.term, index: entry.index)
-        let (directives, resumed) = box.withLockedValue { inner -> ([Directive], [CheckedContinuation<LogPosition?, Never>]) in
+        let (directives, resumed, woken) = box.withLockedValue { inner -> ([Directive], [CheckedContinuation<LogPosition?, Never>], [CheckedContinuation<Void, Never>]) in
             let directives = inner.state.apply(command, stamp: decoded.stamp ?? inner.state.now)
             inner.appliedIndex = entry.index
             inner.appliedTerm = entry.term
             if directives.contains(where: { if case .instanceChanged = $0 { return true } else { return false } }) {
                 inner.instanceChanges &+= 1
             }
+            var woken: [CheckedContinuation<Void, Never>] = []
+            if directives.contains(.replan) { woken = Self.bumpPlan(&inner) }
             inner.recent[decoded.requestID] = position
             inner.recentOrder.append(decoded.requestID)
             if inner.recentOrder.count > Self.recentCapacity {
@@ -100,9 +106,10 @@ public final class ControllerStateMachine: RaftStateMachine {
                 inner.waiters[key] = nil
                 resumed.append(waiter.continuation)
             }
-            return (directives, resumed)
+            return (directives, resumed, woken)
         }
         for c in resumed { c.resume(returning: position) }
+        for c in woken { c.resume() }
         report(directives, at: position)
     }
 
@@ -123,12 +130,54 @@ public final class ControllerStateMachine: RaftStateMachine {
     public func restore(from snapshot: Snapshot) throws {
         logger.notice("snapshot restored", metadata: ["index": "\(snapshot.metadata.index)", "term": "\(snapshot.metadata.term)"])
         let state = try StateCodec.decodeState(snapshot.data)
-        box.withLockedValue {
-            $0.state = state
-            $0.appliedIndex = snapshot.metadata.index
-            $0.appliedTerm = snapshot.metadata.term
-            $0.instanceChanges &+= 1
+        let woken = box.withLockedValue { inner -> [CheckedContinuation<Void, Never>] in
+            inner.state = state
+            inner.appliedIndex = snapshot.metadata.index
+            inner.appliedTerm = snapshot.metadata.term
+            inner.instanceChanges &+= 1
+            return Self.bumpPlan(&inner)
         }
+        for c in woken { c.resume() }
+    }
+
+    private static func bumpPlan(_ inner: inout Inner) -> [CheckedContinuation<Void, Never>] {
+        inner.planChanges &+= 1
+        defer { inner.planWaiters = [:] }
+        return Array(inner.planWaiters.values)
+    }
+
+    // MARK: Waiting for a change of plan
+
+    /// Returns once an entry that may change the plan (a verdict, a drain, an instance, the
+    /// policy: the `.replan` directive) was applied after `generation`, or after `timeout`;
+    /// either way the current generation. The leader acts on commit with it, not at its next
+    /// pass (issue #17 item 2).
+    public func waitForPlanChange(after generation: UInt64, timeout: Duration) async -> UInt64 {
+        guard timeout > .zero else { return planChanges }
+        let key = box.withLockedValue { inner -> UInt64 in
+            defer { inner.nextWaiter += 1 }
+            return inner.nextWaiter
+        }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { [weak self] in
+                try? await Task.sleep(for: timeout)
+                self?.wake(key)
+            }
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let changed = box.withLockedValue { inner -> Bool in
+                    if inner.planChanges != generation { return true }
+                    inner.planWaiters[key] = c
+                    return false
+                }
+                if changed { c.resume() }
+            }
+            group.cancelAll()
+        }
+        return planChanges
+    }
+
+    private func wake(_ key: UInt64) {
+        box.withLockedValue { $0.planWaiters.removeValue(forKey: key) }?.resume()
     }
 
     // MARK: Waiting for one's own requests

@@ -14,8 +14,10 @@ public struct ReplicaTiming: Sendable {
     public var probeTimeout: Duration
     /// An observation is re-sent this often even when nothing changed, well inside the TTL.
     public var observationRefresh: Duration
-    /// How often the leader stamps time, reads back the route tables and fixes drift.
+    /// How often the leader stamps time and passes over its writes when no commit woke it.
     public var reconcileInterval: Duration
+    /// How often the leader reads every managed route table back to repair drift.
+    public var driftCheckInterval: Duration
     /// How often the leader looks up every tunnel's instance by tag.
     public var discoveryInterval: Duration
     /// How often the leader reads its Route 53 records back when no instance changed (a
@@ -38,6 +40,7 @@ public struct ReplicaTiming: Sendable {
         probeTimeout = health.probeTimeout
         observationRefresh = max(health.observationTTL / 3, health.probeInterval)
         reconcileInterval = health.probeInterval
+        driftCheckInterval = config.reconcile.driftCheckInterval
         discoveryInterval = max(health.probeInterval * 5, .seconds(2))
         dnsReadBackInterval = max(discoveryInterval, .seconds(30))
         let lease = config.timing.lease
@@ -75,6 +78,11 @@ public actor ControllerReplica: Service {
     /// The term this replica last saw itself lead, and since when (monotonic).
     private var ledTerm: UInt64 = 0
     private var ledSince: ContinuousClock.Instant = .now
+    /// The managed routes as last read (and as this leader wrote them since), the tables that
+    /// read covered, and when the next read is due: reads run on the drift-check clock and
+    /// after writes, never on every pass (issue #17 item 3).
+    private var routeView: (actual: [RouteKey: EC2Route], tablesRead: Set<String>)? = nil
+    private var routeReadDue: ContinuousClock.Instant = .now
     /// Routes whose last write failed, and when to try again.
     private var backoff: [RouteKey: Backoff] = [:]
     /// The last write that succeeded per route: EC2 reads lag writes, so within the
@@ -290,15 +298,24 @@ public actor ControllerReplica: Service {
 
     private func leaderLoop() async {
         var lastDiscovery: ContinuousClock.Instant? = nil
+        var lastHousekeeping: ContinuousClock.Instant? = nil
         var seenInstanceChanges: UInt64 = .max
+        var seenPlan = machine.planChanges
         while !Task.isCancelled {
-            try? await Task.sleep(for: timing.reconcileInterval)
+            // A committed change of plan wakes the leader at once; the timer paces the
+            // housekeeping, and the end of the lock-delay is worth waking for too.
+            var wait = timing.reconcileInterval
+            let lockDelayLeft = timing.lockDelay - (ContinuousClock.now - ledSince)
+            if ledTerm != 0, lockDelayLeft > .zero { wait = min(wait, lockDelayLeft) }
+            seenPlan = await machine.waitForPlanChange(after: seenPlan, timeout: wait)
             let status = await node.status
             guard status.role == .leader else { continue }
             if status.term != ledTerm {
                 ledTerm = status.term
                 ledSince = .now
                 stampBase = nil
+                lastHousekeeping = nil
+                routeView = nil
                 backoff = [:]
                 recentWrites = [:]
                 notWrittenReported = [:]
@@ -312,16 +329,19 @@ public actor ControllerReplica: Service {
                     "term": "\(status.term)", "lockDelay": "\(timing.lockDelay)",
                 ])
             }
-            do {
-                try await proposeAsLeader(.tick)
-                // The quorum of observers follows the voters Raft has now, not the member
-                // list in this replica's file: after `member add|remove` a 2-voter cluster
-                // must not wait for 3 fresh observers (chaos/run --scenario membership).
-                let wanted = HealthPolicy(health: config.health, memberCount: max(1, status.membership.voters.count))
-                if machine.state.policy != wanted { try await proposeAsLeader(.setPolicy(wanted)) }
-            } catch {
-                logger.debug("leader housekeeping failed", metadata: ["error": "\(error)"])
-                continue
+            if lastHousekeeping.map({ ContinuousClock.now - $0 >= timing.reconcileInterval }) ?? true {
+                do {
+                    try await proposeAsLeader(.tick)
+                    // The quorum of observers follows the voters Raft has now, not the member
+                    // list in this replica's file: after `member add|remove` a 2-voter cluster
+                    // must not wait for 3 fresh observers (chaos/run --scenario membership).
+                    let wanted = HealthPolicy(health: config.health, memberCount: max(1, status.membership.voters.count))
+                    if machine.state.policy != wanted { try await proposeAsLeader(.setPolicy(wanted)) }
+                    lastHousekeeping = .now
+                } catch {
+                    logger.debug("leader housekeeping failed", metadata: ["error": "\(error)"])
+                    continue
+                }
             }
             let changes = machine.instanceChanges
             if lastDiscovery.map({ ContinuousClock.now - $0 >= timing.discoveryInterval }) ?? true || changes != seenInstanceChanges
@@ -690,14 +710,14 @@ public actor ControllerReplica: Service {
         return inSync
     }
 
-    private func reconcileRoutes(term: UInt64) async {
-        guard ContinuousClock.now - ledSince >= timing.lockDelay else { return }
-        let state = machine.state
+    /// Reads every managed route table: the static route per managed key (propagated routes
+    /// for the same prefix are never ours), and the tables that could be read at all. A
+    /// Region that could not be read is read again on the next pass.
+    private func readRoutes() async -> (actual: [RouteKey: EC2Route], tablesRead: Set<String>) {
         let byRegion = Dictionary(grouping: config.routes) { $0.region ?? config.aws.region }
-        // The static route per managed key (propagated routes for the same prefix are never
-        // ours), and the tables that could be read at all.
         var actual: [RouteKey: EC2Route] = [:]
         var tablesRead = Set<String>()
+        var complete = true
         for (region, routes) in byRegion {
             guard let ec2 = actuators.routes(region) else { continue }
             do {
@@ -713,9 +733,25 @@ public actor ControllerReplica: Service {
                     logger.error("managed route table not found", metadata: ["routeTable": "\(id)", "region": "\(region)"])
                 }
             } catch {
+                complete = false
                 logger.warning("route tables could not be read", metadata: ["region": "\(region)", "error": "\(error)"])
             }
         }
+        routeReadDue = .now + (complete ? timing.driftCheckInterval : timing.reconcileInterval)
+        return (actual, tablesRead)
+    }
+
+    private func reconcileRoutes(term: UInt64) async {
+        guard ContinuousClock.now - ledSince >= timing.lockDelay else { return }
+        let state = machine.state
+        let view: (actual: [RouteKey: EC2Route], tablesRead: Set<String>)
+        if let known = routeView, ContinuousClock.now < routeReadDue {
+            view = known
+        } else {
+            view = await readRoutes()
+            routeView = view
+        }
+        let (actual, tablesRead) = view
         let (current, foreign) = RouteReconciler.targets(actual, tunnels: state.tunnels)
         let plan = Planner.plan(state: state, routes: config.routes, current: current, foreign: foreign)
         let decision = RouteReconciler.decide(
@@ -732,7 +768,9 @@ public actor ControllerReplica: Service {
             case .inSync(let key):
                 notWrittenReported[key] = nil
             case .readBehindWrite:
+                // Not confirmed yet: read again on the next pass, not at the next drift check.
                 Counter(label: "switchman_route_reads_behind_write_total").increment()
+                routeReadDue = min(routeReadDue, .now + timing.reconcileInterval)
             }
         }
         var todo: [String: [(PlannedRoute, exists: Bool)]] = [:]
@@ -776,7 +814,14 @@ public actor ControllerReplica: Service {
             return "\(outcome)"
         }
         noteResult(p.key, result)
+        // Confirmed (or, for an ambiguous call, decided) by a read one pass later; until then
+        // plans start from what was written.
+        routeReadDue = min(routeReadDue, .now + timing.reconcileInterval)
         if result == .written {
+            var written = EC2Route(destinationCidrBlock: p.key.destination.description, networkInterfaceId: target.eniId)
+            written.state = "active"
+            written.origin = "CreateRoute"
+            routeView?.actual[p.key] = written
             recentWrites[p.key] = (target.eniId, .now)
             notWrittenReported[p.key] = nil
             if let detected = Self.detection(of: p, in: state) {
