@@ -347,7 +347,7 @@ struct Harness {
         let target = RouteTarget(tunnel: "t1", instanceId: "i-1", eniId: "eni-1")
         let write = ActuationWrite.route(key, target: target)
         let t1 = FencingToken(term: 2, index: 10)
-        #expect(h.apply(.intent(t1, write)) == [.execute(t1, write)])
+        #expect(h.apply(.intent(t1, write)) == [.intentRecorded(t1, write)])
         #expect(h.apply(.intent(t1, write)).isEmpty, "a repeated intent is not executed twice")
         #expect(h.state.pending[t1]?.write == write)
         #expect(h.apply(.outcome(t1, success: true, detail: "ok", requestId: "req-1")) == [.outcomeRecorded(t1, success: true)])

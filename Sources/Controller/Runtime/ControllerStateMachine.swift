@@ -225,9 +225,11 @@ public final class ControllerStateMachine: RaftStateMachine {
                 logger.notice("tunnel instance changed", metadata: [
                     "tunnel": "\(tunnel)", "old": "\(old.map { "\($0)" } ?? "none")", "new": "\(new)",
                 ])
+            case .intentRecorded(let token, let write):
+                logger.debug("actuation intent recorded", metadata: ["token": "\(token)", "write": "\(write)"])
             case .outcomeRecorded(let token, let success):
                 logger.debug("actuation outcome recorded", metadata: ["token": "\(token)", "success": "\(success)"])
-            case .replan, .execute:
+            case .replan:
                 break
             }
         }

@@ -250,7 +250,7 @@ public struct FailoverState: Sendable, Hashable {
                 events.append(.intentAbandoned(oldest), at: now)
             }
             events.append(.intent(token, write), at: now)
-            directives.append(.execute(token, write))
+            directives.append(.intentRecorded(token, write))
 
         case .outcome(let token, let success, let detail, let requestId):
             guard let intent = pending.removeValue(forKey: token) else {

@@ -241,14 +241,15 @@ public enum TunnelVerdict: UInt8, Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// What the shell should do after an entry was applied. Every replica gets the same list;
-/// only the leader acts on `execute`.
+/// What changed when an entry was applied. Every replica gets the same list; the state
+/// machine logs them and wakes the leader's pass on `replan` (issue #17 item 2).
 public enum Directive: Sendable, Hashable {
     case verdictChanged(tunnel: String, from: TunnelVerdict, to: TunnelVerdict)
     /// Something the planner reads changed (verdict, drain, identity, policy).
     case replan
     case instanceChanged(tunnel: String, old: InstanceIdentity?, new: InstanceIdentity)
-    /// The intent is committed: the leader may now make the write (if its lease allows).
-    case execute(FencingToken, ActuationWrite)
+    /// The intent is committed. The leader that proposed it makes the write when its
+    /// proposal returns applied, which is this same moment, if its lease still allows.
+    case intentRecorded(FencingToken, ActuationWrite)
     case outcomeRecorded(FencingToken, success: Bool)
 }
