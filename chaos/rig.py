@@ -513,9 +513,12 @@ table ip chaosnat {
         sh(self.binary, "config", "check", path)
 
     @staticmethod
-    def lock_delay():
+    def lock_delay(after_transfer=False):
+        """A new leader's wait before its first write (docs/CONTROLLER.md, "The lock-delay"):
+        the write deadline (the lease) on a clock that may run slow, twice after a transfer."""
         T = TIMING
-        return T["electionTimeout"] * (1 + T["maxClockDrift"]) + T["electionTimeout"] * (1 - T["maxClockDrift"])
+        lease = T["electionTimeout"] * (1 - T["maxClockDrift"])
+        return lease * (1 + T["maxClockDrift"]) * (2 if after_transfer else 1)
 
     # ------------------------------------------------------------------ the Switchman processes
 

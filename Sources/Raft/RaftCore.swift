@@ -46,6 +46,8 @@ public enum TestingMutation: Sendable, Hashable, CaseIterable {
     case grantVotesRightAfterRestart
     /// A leader keeps its lease (and renews it) after sending TimeoutNow.
     case keepLeaseOnTransfer
+    /// A leader elected by a transfer does not say so (`electedByTransfer` stays false).
+    case hideTransferElection
     /// A late acknowledgement is trusted when the log still has an entry of the write's last
     /// term at the write's last index, though that index may have been rewritten since by
     /// another write still in flight (the ABA of asynchronous storage writes).
@@ -139,6 +141,7 @@ public struct RaftCore: Sendable {
     private var transferElapsed = 0
     /// Set when this leader sent TimeoutNow in its term; cleared by the next term.
     private var leaseForfeited = false
+    private var transferCampaign = false
     /// A voter that restarts with a term (it voted or followed before) may have acknowledged
     /// a leader whose lease still runs: it grants no vote until a whole election timeout has
     /// passed since it started, as if it had just heard from that leader.
@@ -172,6 +175,9 @@ public struct RaftCore: Sendable {
     public var persistedIndex: UInt64 { log.persisted }
     public var hardState: HardState { HardState(term: term, vote: vote, commit: log.committed) }
     public var leadershipTransferTarget: NodeID { leadTransferee }
+    /// This leader won a campaign a TimeoutNow started, whose voters ignored their leases: an
+    /// older leader's calls fenced before it handed over may still be running.
+    public private(set) var electedByTransfer = false
     public func term(at index: UInt64) -> UInt64? { log.term(at: index) }
     public func entry(at index: UInt64) -> Entry? { log.entry(at: index) }
     public var latestSnapshot: Snapshot? { snapshot }
@@ -339,6 +345,7 @@ public struct RaftCore: Sendable {
 
     private mutating func campaign(preVote: Bool, transfer: Bool) {
         if role == .leader { failPendingReads() }
+        if !preVote { transferCampaign = transfer }
         progress = [:]
         leader = 0
         votes = [id: true]
@@ -386,6 +393,7 @@ public struct RaftCore: Sendable {
     private mutating func becomeLeader() {
         role = .leader
         leader = id
+        electedByTransfer = transferCampaign && !config.testingMutations.contains(.hideTransferElection)
         leaseForfeited = false
         electionElapsed = 0
         heartbeatElapsed = 0

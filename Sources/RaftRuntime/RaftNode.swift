@@ -119,6 +119,9 @@ public struct RaftNodeStatus: Sendable {
     /// When a message from each peer last arrived here. A leader hears from every member; a
     /// follower mostly from its leader.
     public var lastContact: [NodeID: ContinuousClock.Instant] = [:]
+    /// This node leads after a leadership transfer (a campaign whose voters ignored their
+    /// leases), not after an election the old leader's lease had to run out for.
+    public var electedByTransfer = false
 }
 
 public enum RaftNodeEvent: Sendable, Equatable {
@@ -301,7 +304,7 @@ public actor RaftNode: Service {
             id: configuration.id, role: core.role, term: core.term, leader: core.leader,
             commitIndex: core.commitIndex, appliedIndex: appliedIndex, lastIndex: core.lastIndex,
             snapshotIndex: core.snapshotIndex, membership: core.membership, matchIndexes: core.matchIndexes,
-            leaseExpiry: currentLease(), lastContact: lastHeard)
+            leaseExpiry: currentLease(), lastContact: lastHeard, electedByTransfer: core.role == .leader && core.electedByTransfer)
     }
 
     /// Whether this node is the leader and holds a lease right now.

@@ -13,6 +13,8 @@ public final class Simulator {
     /// crashes or steps down: a write it sent before then may still be in flight. A term
     /// whose leader forfeited its lease (TimeoutNow) is removed.
     private var leaseEnds: [UInt64: (node: UInt64, until: Double)] = [:]
+    /// Where a lease would have ended had its leader not forfeited it for a transfer.
+    private var forfeitedLeaseEnds: [UInt64: (node: UInt64, until: Double)] = [:]
 
     private var rng: SplitMix64
     private var now: UInt64 = 0
@@ -286,6 +288,7 @@ public final class Simulator {
                     note("leader \(n.id) term=\(term) last=\(core.lastIndex) commit=\(core.commitIndex)")
                     try checkLeaderCompleteness(n, core)
                     try checkNoLeaseOverlaps(newLeader: n, term: term)
+                    try checkTransferIsKnown(newLeader: n, core, term: term)
                 }
             case .quorumAcknowledged(let tick, let term):
                 // What RaftNode does: the lease runs from the round's tick for the minimum
@@ -296,7 +299,10 @@ public final class Simulator {
                 if n.lease.map({ $0.term != term || until > $0.until }) ?? true { n.lease = (term, until) }
                 if leaseEnds[term].map({ until > $0.until }) ?? true { leaseEnds[term] = (n.id, until) }
             case .leaseForfeited(let term):
-                if leaseEnds[term]?.node == n.id { leaseEnds[term] = nil }
+                if let end = leaseEnds[term], end.node == n.id {
+                    forfeitedLeaseEnds[term] = end
+                    leaseEnds[term] = nil
+                }
                 n.lease = nil
             case .membershipChanged(let m):
                 note("membership@\(n.id) voters=\(m.voters.sorted()) learners=\(m.learners.sorted())")
@@ -841,6 +847,17 @@ public final class Simulator {
         // lock-delay counts on no newer leader before it ends (docs/CONTROLLER.md).
         for (older, end) in leaseEnds.sorted(by: { $0.key < $1.key }) where older < term && Double(now) < end.until {
             throw failure("lease overlap: \(newLeader.id) leads term \(term) at \(now) ms while the lease \(end.node) held in term \(older) (it no longer leads) runs until \(Int(end.until)) ms")
+        }
+    }
+
+    /// A leader elected while a forfeited lease would still run owes its term to a transfer,
+    /// and must say so: the controller's lock-delay is longer then, to wait out calls the old
+    /// leader fenced before it handed over (docs/CONTROLLER.md, "The lock-delay").
+    private func checkTransferIsKnown(newLeader: SimNode, _ core: RaftCore, term: UInt64) throws(SimulationFailure) {
+        for (older, end) in forfeitedLeaseEnds.sorted(by: { $0.key < $1.key }) where older < term && Double(now) < end.until {
+            guard core.electedByTransfer else {
+                throw failure("unannounced transfer: \(newLeader.id) leads term \(term) at \(now) ms, before the lease \(end.node) forfeited in term \(older) would have ended (\(Int(end.until)) ms), but does not say it was elected by transfer")
+            }
         }
     }
 

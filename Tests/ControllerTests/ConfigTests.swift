@@ -178,6 +178,37 @@ import Testing
         #expect(errorMessages(tiny).first?.contains("timing.maxClockDrift: the leader lease electionTimeout × (1 − maxClockDrift) = 0s must be positive") == true, "\(errorMessages(tiny))")
     }
 
+    /// Issue #17 item 5: the write deadline is its own setting, at most the lease, and the
+    /// lock-delay follows from it; `profile: aggressive` is the in-Region Raft timing.
+    @Test func writeDeadlineAndTheAggressiveProfileSetTheLockDelay() throws {
+        let base = try #require(ConfigLoader.load(yaml: baseYAML, file: "t.yaml").config)
+        #expect(base.timing.effectiveWriteDeadline == .milliseconds(950))
+        #expect(base.timing.lockDelay == .milliseconds(998))
+        #expect(base.timing.lockDelayAfterTransfer == .milliseconds(1996))
+        let short = try #require(ConfigLoader.load(yaml: replacing("maxClockDrift: 0.05", with: "maxClockDrift: 0.05\n  writeDeadline: 400ms"), file: "t.yaml").config)
+        #expect(short.timing.lockDelay == .milliseconds(420))
+        let tooLong = replacing("maxClockDrift: 0.05", with: "maxClockDrift: 0.05\n  writeDeadline: 2s")
+        #expect(errorMessages(tooLong) == ["t.yaml:\(line(of: "writeDeadline", in: tooLong)): timing.writeDeadline: writeDeadline (2s) must be longer than 0s and at most the lease, electionTimeout × (1 − maxClockDrift) = 950ms: a write may not outlast the lease it was fenced in"])
+
+        let aggressiveYAML = replacing("heartbeat: 100ms", with: "profile: aggressive", in: replacing("  electionTimeout: 1s\n", with: ""))
+        let aggressive = try #require(ConfigLoader.load(yaml: aggressiveYAML, file: "t.yaml").config, "\(errorMessages(aggressiveYAML))")
+        #expect(aggressive.timing.heartbeat == .milliseconds(50) && aggressive.timing.electionTimeout == .milliseconds(500))
+        #expect(aggressive.timing.lockDelay == .milliseconds(499))
+        let unknown = replacing("heartbeat: 100ms", with: "profile: fast\n  heartbeat: 100ms")
+        #expect(errorMessages(unknown) == ["t.yaml:\(line(of: "profile", in: unknown)): timing.profile: unknown timing profile \"fast\": expected default or aggressive"])
+    }
+
+    @Test func driftCheckIntervalIsADurationAboveZero() throws {
+        let base = try #require(ConfigLoader.load(yaml: baseYAML, file: "t.yaml").config)
+        #expect(base.reconcile.driftCheckInterval == .seconds(10))
+        let set = try #require(ConfigLoader.load(yaml: baseYAML + "reconcile: {driftCheckInterval: 30s}\n", file: "t.yaml").config)
+        #expect(set.reconcile.driftCheckInterval == .seconds(30))
+        let zero = baseYAML + "reconcile:\n  driftCheckInterval: 0s\n"
+        #expect(errorMessages(zero) == ["t.yaml:\(line(of: "driftCheckInterval", in: zero)): reconcile.driftCheckInterval: must be longer than 0s"])
+        let unknown = baseYAML + "reconcile:\n  driftInterval: 5s\n"
+        #expect(errorMessages(unknown).first?.contains("reconcile.driftInterval: unknown key") == true, "\(errorMessages(unknown))")
+    }
+
     @Test func maxClockDriftOutOfRange() {
         for bad in ["0.5", "-0.1", "2"] {
             let yaml = replacing("maxClockDrift: 0.05", with: "maxClockDrift: \(bad)")

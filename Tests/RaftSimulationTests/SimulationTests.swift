@@ -73,7 +73,7 @@ private let speechMutations: [TestingMutation] = [
     /// The checkers can fail: with a deliberate rule violation switched on, some seed breaks
     /// an invariant and is reported with its seed.
     @Test(arguments: [TestingMutation.commitPreviousTermEntriesByCounting, .grantVotesWithoutLogCheck,
-                      .keepLeaseOnTransfer] + speechMutations)
+                      .keepLeaseOnTransfer, .hideTransferElection] + speechMutations)
     func mutationIsCaught(mutation: TestingMutation) async throws {
         // Faults come faster and appends carry one entry each, which makes the interleavings
         // of Figure 8 (an old entry reaches a majority before the new leader's own) likely.

@@ -269,14 +269,35 @@ public struct TimingConfig: Sendable, Equatable {
     public var electionTimeout: Duration
     /// The largest rate difference assumed between two replicas' monotonic clocks.
     public var maxClockDrift: Double
+    /// The longest one AWS write may take, retries included; nil: the whole lease.
+    public var writeDeadline: Duration? = nil
 
     public static let defaults = TimingConfig(heartbeat: .milliseconds(100), electionTimeout: .seconds(1), maxClockDrift: 0.05)
+    /// For replicas whose zones are a millisecond or two apart, as a Region's are.
+    public static let aggressive = TimingConfig(heartbeat: .milliseconds(50), electionTimeout: .milliseconds(500), maxClockDrift: 0.05)
 
     /// How long a leader may act after a quorum acknowledged a heartbeat (DESIGN rule 3).
     public var lease: Duration {
         let ms = Double(electionTimeout.milliseconds) * (1 - maxClockDrift)
         return .milliseconds(Int64(ms.rounded(.down)))
     }
+
+    /// A write's deadline: never past the lease it was fenced in.
+    public var effectiveWriteDeadline: Duration { min(writeDeadline ?? lease, lease) }
+
+    /// A new leader's wait before its first write (docs/CONTROLLER.md, "The lock-delay"): the
+    /// lease is sound (no vote before every older lease ended, by the voter's clock with the
+    /// drift bound), so only an old leader's last call can still be on its way, and that ends
+    /// by its deadline on the old leader's clock, which may run slow by `maxClockDrift`.
+    public var lockDelay: Duration {
+        let ms = Double(effectiveWriteDeadline.milliseconds) * (1 + maxClockDrift)
+        return .milliseconds(Int64(ms.rounded(.up)))
+    }
+
+    /// After a leadership transfer the voters ignored the old lease, and a call the old leader
+    /// fenced before handing over may run to its deadline after this leader began: one more
+    /// write deadline.
+    public var lockDelayAfterTransfer: Duration { lockDelay * 2 }
 }
 
 /// One problem found in a config file, pinned to a key path and a line.

@@ -803,11 +803,23 @@ struct ConfigReader {
     mutating func readTiming(_ at: Located?) -> TimingConfig? {
         var timing = TimingConfig.defaults
         guard let at else { return timing }
-        guard let f = fields(at, allowed: ["heartbeat", "electionTimeout", "maxClockDrift"], required: []) else { return nil }
+        guard let f = fields(at, allowed: ["profile", "heartbeat", "electionTimeout", "maxClockDrift", "writeDeadline"], required: []) else { return nil }
         var ok = true
+        if let p = f["profile"] {
+            switch string(p) {
+            case "default"?: timing = .defaults
+            case "aggressive"?: timing = .aggressive
+            case let other?:
+                error(p, "unknown timing profile \"\(other)\": expected default or aggressive")
+                ok = false
+            case nil:
+                ok = false
+            }
+        }
         if let d = duration(f["heartbeat"]) { timing.heartbeat = d } else if f["heartbeat"] != nil { ok = false }
         if let d = duration(f["electionTimeout"]) { timing.electionTimeout = d } else if f["electionTimeout"] != nil { ok = false }
         if let x = double(f["maxClockDrift"]) { timing.maxClockDrift = x } else if f["maxClockDrift"] != nil { ok = false }
+        if let d = duration(f["writeDeadline"]) { timing.writeDeadline = d } else if f["writeDeadline"] != nil { ok = false }
         guard ok else { return nil }
         let place = { (key: String) in f[key] ?? Located(node: at.node, path: at.child(key)) }
         if timing.heartbeat <= .zero {
@@ -828,6 +840,11 @@ struct ConfigReader {
                 error(
                     place(f["maxClockDrift"] != nil ? "maxClockDrift" : "electionTimeout"),
                     "the leader lease electionTimeout × (1 − maxClockDrift) = \(DurationParser.format(lease)) must be positive and shorter than electionTimeout (\(DurationParser.format(timing.electionTimeout))); a maxClockDrift of 0 assumes perfect clocks")
+                ok = false
+            } else if let w = timing.writeDeadline, w <= .zero || w > lease {
+                error(
+                    place("writeDeadline"),
+                    "writeDeadline (\(DurationParser.format(w))) must be longer than 0s and at most the lease, electionTimeout × (1 − maxClockDrift) = \(DurationParser.format(lease)): a write may not outlast the lease it was fenced in")
                 ok = false
             }
         }

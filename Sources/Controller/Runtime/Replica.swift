@@ -24,15 +24,18 @@ public struct ReplicaTiming: Sendable {
     /// change is acted on at once). Route 53 allows 5 calls a second per account, shared with
     /// every other tool there: reading 40 records every discovery pass took all of it.
     public var dnsReadBackInterval: Duration
-    /// The longest any single AWS call may take; also part of the lock-delay.
+    /// The longest one AWS write may take (`timing.writeDeadline`, at most the lease); the
+    /// lock-delay follows from it.
     public var apiTimeout: Duration
     /// The longest a whole read may take (every page of the route tables, of a zone, of the
     /// instance lookup). Reads need no lease; bounding them by one call's time made a read of
     /// 500 tables (five pages) at 150 ms per call fail every pass, so no route ever moved
     /// (bench/scale --latency-ms 150).
     public var readTimeout: Duration
-    /// A new leader's wait before its first write (DESIGN rule 3).
+    /// A new leader's wait before its first write (DESIGN rule 3), after an election and
+    /// after a leadership transfer.
     public var lockDelay: Duration
+    public var lockDelayAfterTransfer: Duration
 
     public init(config: SwitchmanConfig) {
         let health = config.health
@@ -44,12 +47,10 @@ public struct ReplicaTiming: Sendable {
         discoveryInterval = max(health.probeInterval * 5, .seconds(2))
         dnsReadBackInterval = max(discoveryInterval, .seconds(30))
         let lease = config.timing.lease
-        apiTimeout = lease
+        apiTimeout = config.timing.effectiveWriteDeadline
         readTimeout = max(lease * 10, .seconds(10))
-        // The longest lease an old leader may still believe in, measured with a clock that may
-        // run slow by maxClockDrift, plus the longest call it may have in flight.
-        let drift = 1 + config.timing.maxClockDrift
-        lockDelay = .milliseconds(Int64((Double(config.timing.electionTimeout.milliseconds) * drift).rounded(.up))) + apiTimeout
+        lockDelay = config.timing.lockDelay
+        lockDelayAfterTransfer = config.timing.lockDelayAfterTransfer
     }
 }
 
@@ -78,6 +79,10 @@ public actor ControllerReplica: Service {
     /// The term this replica last saw itself lead, and since when (monotonic).
     private var ledTerm: UInt64 = 0
     private var ledSince: ContinuousClock.Instant = .now
+    /// The lock-delay of that term: longer when it began with a leadership transfer.
+    private var lockDelay: Duration = .zero
+    /// Whether this term's lock-delay is over.
+    private var lockDelayOver: Bool { ContinuousClock.now - ledSince >= lockDelay }
     /// The managed routes as last read (and as this leader wrote them since), the tables that
     /// read covered, and when the next read is due: reads run on the drift-check clock and
     /// after writes, never on every pass (issue #17 item 3).
@@ -305,7 +310,7 @@ public actor ControllerReplica: Service {
             // A committed change of plan wakes the leader at once; the timer paces the
             // housekeeping, and the end of the lock-delay is worth waking for too.
             var wait = timing.reconcileInterval
-            let lockDelayLeft = timing.lockDelay - (ContinuousClock.now - ledSince)
+            let lockDelayLeft = lockDelay - (ContinuousClock.now - ledSince)
             if ledTerm != 0, lockDelayLeft > .zero { wait = min(wait, lockDelayLeft) }
             seenPlan = await machine.waitForPlanChange(after: seenPlan, timeout: wait)
             let status = await node.status
@@ -313,6 +318,7 @@ public actor ControllerReplica: Service {
             if status.term != ledTerm {
                 ledTerm = status.term
                 ledSince = .now
+                lockDelay = status.electedByTransfer ? timing.lockDelayAfterTransfer : timing.lockDelay
                 stampBase = nil
                 lastHousekeeping = nil
                 routeView = nil
@@ -326,7 +332,7 @@ public actor ControllerReplica: Service {
                 dnsBackoff = [:]
                 dnsOneByOne = []
                 logger.notice("leading; writes wait out the lock-delay", metadata: [
-                    "term": "\(status.term)", "lockDelay": "\(timing.lockDelay)",
+                    "term": "\(status.term)", "lockDelay": "\(lockDelay)", "afterTransfer": "\(status.electedByTransfer)",
                 ])
             }
             if lastHousekeeping.map({ ContinuousClock.now - $0 >= timing.reconcileInterval }) ?? true {
@@ -397,7 +403,7 @@ public actor ControllerReplica: Service {
     /// intent commits, right before the call (DESIGN rules 3 and 5).
     private func fence(term: UInt64) async -> Fence {
         guard ledTerm == term else { return .closed(reason: "term changed") }
-        guard ContinuousClock.now - ledSince >= timing.lockDelay else { return .closed(reason: "lock-delay") }
+        guard lockDelayOver else { return .closed(reason: "lock-delay") }
         guard let until = await node.leaseValidUntil else { return .closed(reason: "no lease") }
         guard await node.status.term == term else { return .closed(reason: "term changed") }
         let remaining = until - ContinuousClock.now
@@ -544,7 +550,7 @@ public actor ControllerReplica: Service {
     /// regardless of health: the far side reaches a replacement only at this address, so its
     /// sentinel cannot see the tunnel up before it moves.
     private func reconcileElasticIPs(term: UInt64) async {
-        guard ContinuousClock.now - ledSince >= timing.lockDelay else { return }
+        guard lockDelayOver else { return }
         let state = machine.state
         for tunnel in config.tunnels {
             guard let allocation = tunnel.eip, let t = state.tunnels[tunnel.name], let identity = t.identity,
@@ -616,7 +622,7 @@ public actor ControllerReplica: Service {
     /// at it: done for every tunnel, not only the qualified ones, so a failover never waits
     /// for it.
     private func reconcileSourceDestChecks(term: UInt64) async {
-        guard config.aws.enforceSourceDestCheck, ContinuousClock.now - ledSince >= timing.lockDelay else { return }
+        guard config.aws.enforceSourceDestCheck, lockDelayOver else { return }
         let state = machine.state
         for tunnel in config.tunnels {
             guard let t = state.tunnels[tunnel.name], let identity = t.identity, !t.forwards else { continue }
@@ -635,7 +641,7 @@ public actor ControllerReplica: Service {
     /// Whether every record is now as desired; nil when it could not run yet (no DNS, or the
     /// lock-delay is not over).
     private func reconcileDNS(term: UInt64) async -> Bool? {
-        guard let dns = actuators.dns, ContinuousClock.now - ledSince >= timing.lockDelay else { return nil }
+        guard let dns = actuators.dns, lockDelayOver else { return nil }
         let state = machine.state
         var inSync = true
         var desiredByZone: [String: [DesiredRecord]] = [:]
@@ -742,7 +748,7 @@ public actor ControllerReplica: Service {
     }
 
     private func reconcileRoutes(term: UInt64) async {
-        guard ContinuousClock.now - ledSince >= timing.lockDelay else { return }
+        guard lockDelayOver else { return }
         let state = machine.state
         let view: (actual: [RouteKey: EC2Route], tablesRead: Set<String>)
         if let known = routeView, ContinuousClock.now < routeReadDue {
